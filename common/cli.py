@@ -1,0 +1,158 @@
+"""The flags every lab script shares, with the lab's values as defaults.
+
+Usage in a script::
+
+    parser = cli.make_parser(__doc__, epochs=5, batch_size=32, out="outputs/lab01")
+    parser.add_argument("--dataset", choices=["mnist", "fashion_mnist"], default="mnist")
+    config = cli.parse(parser)
+
+``config`` is an ``argparse.Namespace`` whose ``out`` is a ``pathlib.Path`` that
+exists. Inside Jupyter (where ``sys.argv`` holds the kernel's own arguments) the
+defaults are used, so the same file runs as a notebook.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+import textwrap
+from pathlib import Path
+
+from common.errors import UserError
+
+DATA_CHOICES = ("auto", "real", "standin")
+
+
+def make_parser(
+    doc: str | None,
+    *,
+    epochs: int | None,
+    batch_size: int | None,
+    out: str,
+    seed: int = 0,
+) -> argparse.ArgumentParser:
+    """An argument parser with the shared flags.
+
+    Parameters
+    ----------
+    doc : str or None
+        The script's docstring; its first paragraph becomes the ``--help`` text.
+    epochs, batch_size : int or None
+        The lab's values for this script. ``None`` leaves the flag out (for a
+        script that trains nothing).
+    out : str
+        Default output folder.
+    seed : int
+        Default random seed.
+    """
+    description = textwrap.dedent(doc or "").strip()
+    parser = argparse.ArgumentParser(
+        description=description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    if epochs is not None:
+        parser.add_argument(
+            "--epochs", type=_positive_int, default=epochs,
+            help=f"training epochs (lab: {epochs})",
+        )
+    if batch_size is not None:
+        parser.add_argument(
+            "--batch-size", type=_positive_int, default=batch_size,
+            help=f"examples per training step (lab: {batch_size})",
+        )
+    parser.add_argument(
+        "--data", choices=DATA_CHOICES, default="auto",
+        help="auto: the real dataset if cached, found in --data-dir or downloadable, "
+        "else an offline stand-in (announced in a banner and recorded in every output); "
+        "real: the real dataset or a clear error; standin: the offline stand-in",
+    )
+    parser.add_argument(
+        "--data-dir", type=Path, default=None,
+        help="folder holding the dataset files (see README: Data); default: the Keras cache "
+        "(~/.keras/datasets, or $KERAS_HOME/datasets)",
+    )
+    parser.add_argument(
+        "--limit", type=_positive_int, default=None,
+        help="use at most this many training images (and a proportional share of test "
+        "images, stratified) for a quick run",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path(out),
+        help=f"folder for figures, metrics JSON and models (default: {out})",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=seed,
+        help=f"random seed for Python, NumPy and TensorFlow (default: {seed})",
+    )
+    return parser
+
+
+def parse(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse flags, seed every random generator and create the output folder.
+
+    Also installs the handler that turns a :class:`UserError` into a one-paragraph
+    message and exit status 2.
+    """
+    install_error_handler()
+    if argv is None and _running_in_jupyter():
+        argv = []
+    config = parser.parse_args(argv)
+    if getattr(config, "data_dir", None) is not None:
+        config.data_dir = config.data_dir.expanduser()
+        if not config.data_dir.exists():
+            parser.error(f"--data-dir {config.data_dir} does not exist")
+    seed_everything(config.seed)
+    config.out = config.out.expanduser()
+    config.out.mkdir(parents=True, exist_ok=True)
+    return config
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and (if imported) TensorFlow/Keras."""
+    random.seed(seed)
+    import numpy as np
+
+    np.random.seed(seed)
+    if "keras" in sys.modules or "tensorflow" in sys.modules:
+        import keras
+
+        keras.utils.set_random_seed(seed)
+
+
+def install_error_handler() -> None:
+    """Print :class:`UserError` as a plain message (exit 2); leave other errors alone."""
+    previous_hook = sys.excepthook
+
+    def hook(exc_type, exc, tb):
+        if issubclass(exc_type, UserError):
+            sys.stdout.flush()
+            print(f"\nerror: {exc}", file=sys.stderr)
+            sys.stderr.flush()
+            os._exit(2)  # skip TensorFlow's slow, noisy teardown
+        previous_hook(exc_type, exc, tb)
+
+    sys.excepthook = hook
+
+
+def quiet_tensorflow() -> None:
+    """Hide TensorFlow's C++ start-up chatter (CUDA probing, oneDNN notes).
+
+    Must run before ``import tensorflow``; real warnings and errors still show.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {value}")
+    return value
+
+
+def _running_in_jupyter() -> bool:
+    return "ipykernel" in sys.modules

@@ -1,0 +1,651 @@
+"""Where does input-pipeline time go? Record spans, draw them as a timeline, summarise.
+
+The lab proves that the input pipeline, not the model, can set the training speed
+with a timeline picture: one row per stage (Open, Read, Map, Train, Test, Epoch),
+one bar per piece of work. This module records those bars honestly, without the
+lab's ``time.sleep`` calls and without its growing ``tf.concat`` accumulators.
+
+How it works
+------------
+* Every element of a timed dataset is ``(image, label, tag)``; the ``tag`` is an
+  int64 ``(3,)`` vector ``(source, epoch, index)`` that says which source file,
+  which pass over it and which example it is (``(B, 3)`` once batched). Its shape
+  is fixed by construction, so ``batch``, ``shuffle``, ``interleave`` and
+  ``cache`` handle it like any other tensor.
+* The spans themselves never travel through the pipeline: whoever does the
+  work (the source generator, a mapped function, the training loop) appends a
+  :class:`Span` to a :class:`Recorder`, a list guarded by a lock, so spans
+  from parallel ``map`` calls, ``interleave`` readers and generator threads are
+  never lost, mixed up or reshaped.
+* Times are seconds since the Unix epoch: ``time.time()`` in Python and
+  ``tf.timestamp()`` inside graph code read the same clock, so a map running in
+  a tf.data worker thread and the Python training loop line up on one axis.
+* ``cache()`` placed after a timed stage replays its outputs without running the
+  stage again, so from the second pass on that stage records nothing: the
+  picture shows exactly what ran.
+
+Example (the assignment's image files; lab04 does the same with CIFAR batches)::
+
+    recorder = timeline.Recorder()
+    source = timeline.time_measured_dataset(
+        ["train.csv"], open_file=read_csv_rows, read_item=decode_image_file,
+        element_spec=(tf.TensorSpec((300, 300, 3), tf.uint8), tf.TensorSpec((), tf.int64)),
+        recorder=recorder)
+    train = (source.shuffle(1000).batch(32)
+             .map(timeline.timed_map(augment_batch, recorder), num_parallel_calls=tf.data.AUTOTUNE)
+             .prefetch(tf.data.AUTOTUNE))
+    history = timeline.timelined_benchmark(model, train, test, epochs=2, recorder=recorder)
+    timeline.draw_timeline(recorder.spans(), "Optimized", path="optimized_timeline.png")
+    print(timeline.summarize(recorder.spans()))
+
+``read_csv_rows(path) -> items`` and ``decode_image_file(item) -> (image, label)``
+are yours; ``augment_batch(images, labels) -> (images, labels)`` is any
+TensorFlow function (it sees one element or a batch, whichever the dataset holds).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+
+# Rows of the picture, top to bottom, in the order the work happens.
+STAGE_ORDER = ("Open", "Read", "Map", "Wait", "Train", "Test", "Epoch")
+TAG_SPEC_SHAPE = (3,)  # (source, epoch, index)
+_ANNOTATE_LIMIT = 400  # beyond this many spans, index labels would be an unreadable smear
+
+
+def now() -> float:
+    """Seconds since the Unix epoch: the clock of every span (same as ``tf.timestamp()``)."""
+    return time.time()
+
+
+class Span(NamedTuple):
+    """One piece of work on the timeline.
+
+    Attributes
+    ----------
+    stage : str
+        ``Open``, ``Read``, ``Map``, ``Wait``, ``Train``, ``Test``, ``Epoch`` or your own.
+    start, duration : float
+        Seconds (start on the :func:`now` clock).
+    source : int
+        Id of the source file (from :meth:`Recorder.new_source`); -1 for the trainer's
+        ``Epoch`` spans.
+    epoch : int
+        For pipeline stages, the pass over the source file that produced the data;
+        for ``Wait``/``Train``/``Test``/``Epoch``, the training loop's epoch. With
+        ``cache()`` the two differ: cached data keeps its first-pass tag.
+    index : int
+        Example index within its source pass for per-example spans, batch number
+        within the epoch for trainer spans, -1 otherwise (``Open``, batch-wise ``Map``).
+    examples : (n, 3) int64 ndarray or None
+        For spans that cover a batch, the ``(source, epoch, index)`` tag of every
+        example in it.
+    """
+
+    stage: str
+    start: float
+    duration: float
+    source: int = -1
+    epoch: int = 0
+    index: int = -1
+    examples: np.ndarray | None = None
+
+    @property
+    def end(self) -> float:
+        return self.start + self.duration
+
+
+class Recorder:
+    """A thread-safe collector of :class:`Span` records.
+
+    Appends happen under a lock, so any number of tf.data worker threads, generator
+    threads and the training loop may record at once.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._spans: list[Span] = []
+        self._source_names: list[str] = []
+        self._passes: dict[int, int] = {}
+
+    def record(self, stage: str, start: float, duration: float, source: int = -1, epoch: int = 0,
+               index: int = -1, examples: np.ndarray | None = None) -> None:
+        """Add one span (see :class:`Span` for the fields)."""
+        span = Span(stage, float(start), float(duration), int(source), int(epoch), int(index), examples)
+        with self._lock:
+            self._spans.append(span)
+
+    def record_tags(self, stage: str, start: float, duration: float, tags: np.ndarray,
+                    epoch: int | None = None, index: int = -1) -> None:
+        """Add a span for the element or batch whose tags are ``tags``.
+
+        Parameters
+        ----------
+        tags : (3,) or (B, 3) int array
+            ``(source, epoch, index)`` of one example, or of every example in a batch.
+        epoch : int, optional
+            Overrides the tags' epoch (the training loop passes its own).
+        index : int
+            Batch number for batch spans; ignored for one example (its index is used).
+        """
+        tags = np.asarray(tags, dtype=np.int64)
+        if tags.ndim == 1:
+            source, data_epoch, example = (int(value) for value in tags)
+            self.record(stage, start, duration, source, data_epoch if epoch is None else epoch, example)
+        elif len(tags) == 0:
+            self.record(stage, start, duration, -1, -1 if epoch is None else epoch, index, tags.reshape(0, 3))
+        else:
+            data_epoch = int(tags[0, 1])
+            self.record(stage, start, duration, int(tags[0, 0]), data_epoch if epoch is None else epoch,
+                        index, tags.copy())
+
+    def new_source(self, name: str) -> int:
+        """Register a source file and return its id (used in tags and spans)."""
+        with self._lock:
+            self._source_names.append(str(name))
+            return len(self._source_names) - 1
+
+    def next_pass(self, source: int) -> int:
+        """The number of the pass that is starting over ``source``: 0, 1, 2, ..."""
+        with self._lock:
+            current = self._passes.get(source, -1) + 1
+            self._passes[source] = current
+            return current
+
+    @property
+    def source_names(self) -> list[str]:
+        with self._lock:
+            return list(self._source_names)
+
+    def spans(self) -> list[Span]:
+        """A snapshot of every span recorded so far, sorted by start time."""
+        with self._lock:
+            snapshot = list(self._spans)
+        return sorted(snapshot, key=lambda span: span.start)
+
+    def clear(self) -> None:
+        """Forget the spans (source ids and pass counters are kept)."""
+        with self._lock:
+            self._spans.clear()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._spans)
+
+
+# --------------------------------------------------------------------------- sources
+
+
+def time_measured_dataset(
+    paths: Sequence[str],
+    open_file: Callable[[str], Iterable[Any]],
+    read_item: Callable[[Any], tuple[Any, Any]],
+    element_spec: tuple,
+    recorder: Recorder | None,
+    *,
+    items_are_blocks: bool = False,
+    interleave: bool = False,
+    cycle_length: int | None = None,
+):
+    """The lab's ``TimeMeasuredDataset``: a generator source that records Open and Read.
+
+    For every path (in order, or interleaved), ``open_file(path)`` returns the items
+    it holds (image paths from a CSV file, the rows of a pickled CIFAR batch, ...);
+    that call is one ``Open`` span. Then ``read_item(item)`` turns each item into
+    data; each call is one ``Read`` span.
+
+    Parameters
+    ----------
+    paths : sequence of str
+        The source files. Each gets its own source id and pass counter.
+    open_file : callable ``path -> iterable of items``
+    read_item : callable ``item -> (image, label)``
+        With ``items_are_blocks=True``: ``item -> (images (n, ...), labels (n,))``, a
+        block of examples read at once (one ``Read`` span covering all ``n``); the
+        dataset still yields single examples.
+    element_spec : (tf.TensorSpec, tf.TensorSpec)
+        Shape and dtype of one image and one label.
+    recorder : Recorder or None
+        ``None`` records nothing but yields the same elements (to measure the
+        recording's own cost).
+    interleave : bool
+        Read the files in parallel with ``Dataset.interleave`` (the lab's "parallelize
+        data extraction") instead of one after another with ``flat_map``.
+    cycle_length : int, optional
+        Files read at once when interleaving (default: all of them).
+
+    Returns
+    -------
+    tf.data.Dataset of ``(image, label, tag)``, ``tag`` int64 ``(3,)`` = (source, epoch, index).
+
+    Notes
+    -----
+    Where the lab differs: its epoch counter is keyed by a dataset id drawn once,
+    when ``flat_map`` traces the function, so every file read through one
+    ``interleave`` shares one counter; and it averages one ``Read`` time over all
+    examples. Here every file has its own id and pass counter, and each ``Read``
+    span is the time that read really took.
+    """
+    import tensorflow as tf
+
+    image_spec, label_spec = element_spec
+    paths = [str(path) for path in paths]
+    if not paths:
+        raise ValueError("time_measured_dataset needs at least one source path")
+    scratch = recorder if recorder is not None else Recorder()  # ids and pass counters only
+    source_ids = [scratch.new_source(path) for path in paths]
+
+    def generate(path: bytes, source: int):
+        source = int(source)
+        data_pass = scratch.next_pass(source)
+        start = now()
+        items = open_file(path.decode())
+        if recorder is not None:
+            recorder.record("Open", start, now() - start, source, data_pass, -1)
+        index = 0
+        for item in items:
+            start = now()
+            images, labels = read_item(item)
+            duration = now() - start
+            if items_are_blocks:
+                count = len(labels)
+                tags = np.empty((count, 3), dtype=np.int64)
+                tags[:, 0], tags[:, 1], tags[:, 2] = source, data_pass, np.arange(index, index + count)
+                if recorder is not None:
+                    recorder.record("Read", start, duration, source, data_pass, -1, tags)
+            else:
+                count = 1
+                tags = np.array([source, data_pass, index], dtype=np.int64)
+                if recorder is not None:
+                    recorder.record("Read", start, duration, source, data_pass, index)
+            yield images, labels, tags
+            index += count
+
+    if items_are_blocks:
+        block_spec = (
+            tf.TensorSpec((None, *image_spec.shape), image_spec.dtype),
+            tf.TensorSpec((None, *label_spec.shape), label_spec.dtype),
+            tf.TensorSpec((None, 3), tf.int64),
+        )
+    else:
+        block_spec = (image_spec, label_spec, tf.TensorSpec(TAG_SPEC_SHAPE, tf.int64))
+
+    def one_file(path, source):
+        dataset = tf.data.Dataset.from_generator(generate, output_signature=block_spec, args=(path, source))
+        return dataset.unbatch() if items_are_blocks else dataset
+
+    files = tf.data.Dataset.from_tensor_slices((paths, np.array(source_ids, dtype=np.int64)))
+    if interleave:
+        cycle = cycle_length or len(paths)
+        return files.interleave(one_file, cycle_length=cycle, num_parallel_calls=cycle, deterministic=True)
+    return files.flat_map(one_file)
+
+
+# --------------------------------------------------------------------------- maps
+
+
+def timed_map(
+    func: Callable,
+    recorder: Recorder | None,
+    *,
+    stage: str = "Map",
+    in_python: bool = False,
+) -> Callable:
+    """Wrap ``func(images, labels) -> (images, labels)`` for ``Dataset.map`` over tagged elements.
+
+    The wrapper takes ``(images, labels, tags)`` and returns ``(*func(images, labels), tags)``,
+    recording one ``stage`` span per call: per example for an element-wise map,
+    per batch (covering every example's tag) for a batch-wise one.
+
+    Parameters
+    ----------
+    func : callable
+        TensorFlow code; it receives whatever the dataset holds, one example or a batch.
+    recorder : Recorder or None
+        ``None``: no recording, the same data.
+    stage : str
+        Row name on the timeline.
+    in_python : bool
+        ``False`` (default): ``func`` runs as graph code in tf.data's threads; start
+        and end come from ``tf.timestamp()`` ordered by control dependencies around
+        ``func``, and one small ``tf.numpy_function`` call hands the span to the
+        recorder. ``True``: the lab's ``map_decorator``: ``func`` runs eagerly inside
+        ``tf.py_function``, one Python call per element, timed in Python. That is
+        how the lab's naive pipeline maps (and why it is slow).
+
+    Returns
+    -------
+    callable for ``Dataset.map``.
+    """
+    import tensorflow as tf
+
+    def record(start, end, tags):
+        recorder.record_tags(stage, float(start), float(end) - float(start), tags)
+        return np.int64(0)
+
+    def in_graph(images, labels, tags):
+        if recorder is None:
+            return (*func(images, labels), tags)
+        start = tf.timestamp()
+        with tf.control_dependencies([start]):
+            images, labels = tf.identity(images), tf.identity(labels)
+        outputs = tuple(func(images, labels))
+        with tf.control_dependencies(tf.nest.flatten(outputs)):
+            end = tf.timestamp()
+        recorded = tf.numpy_function(record, [start, end, tags], tf.int64, stateful=True)
+        with tf.control_dependencies([recorded]):
+            outputs = tf.nest.map_structure(tf.identity, outputs)
+        return (*outputs, tags)
+
+    def in_python_call(images, labels, tags):
+        input_specs = (tf.TensorSpec.from_tensor(images), tf.TensorSpec.from_tensor(labels))
+        output_structure = tf.function(func).get_concrete_function(*input_specs).structured_outputs
+        output_specs = [tf.TensorSpec.from_tensor(tensor) for tensor in tf.nest.flatten(output_structure)]
+
+        def body(images, labels, tags):
+            start = now()
+            outputs = tf.nest.flatten(func(images, labels))
+            if recorder is not None:
+                recorder.record_tags(stage, start, now() - start, tags.numpy())
+            return outputs
+
+        flat = tf.py_function(body, [images, labels, tags], Tout=[spec.dtype for spec in output_specs])
+        for tensor, spec in zip(flat, output_specs, strict=True):
+            tensor.set_shape(spec.shape)
+        return (*tf.nest.pack_sequence_as(output_structure, flat), tags)
+
+    return in_python_call if in_python else in_graph
+
+
+# --------------------------------------------------------------------------- training
+
+
+def timelined_benchmark(
+    model,
+    train_dataset,
+    test_dataset,
+    *,
+    epochs: int,
+    recorder: Recorder,
+    optimizer=None,
+    loss=None,
+    train_steps: int | None = None,
+    test_steps: int | None = None,
+    progress: bool = True,
+) -> list[dict[str, float]]:
+    """Train and test ``model`` epoch by epoch, recording Wait, Train, Test and Epoch spans.
+
+    The lab's ``timelined_benchmark`` as a custom loop: for every batch, the time
+    spent in ``next(iterator)`` is a ``Wait`` span (the trainer idle, waiting for
+    input) and the step itself is a ``Train`` or ``Test`` span. The step's loss is
+    read back before the clock stops, so asynchronous devices cannot hide work.
+
+    Parameters
+    ----------
+    model : keras.Model
+        Outputs class probabilities (softmax), as the lab's models do.
+    train_dataset, test_dataset : tf.data.Dataset of ``(images, labels, tags)``
+        Batched; labels are integer class indexes.
+    epochs : int
+    recorder : Recorder
+    optimizer : keras optimizer, optional
+        Default: a fresh ``keras.optimizers.Adam()``, so two runs from the same
+        saved weights really start alike (the lab reuses one Adam, whose moment
+        estimates carry over from the first run into the second).
+    loss : keras loss, optional
+        Default ``SparseCategoricalCrossentropy()`` on probabilities.
+    train_steps, test_steps : int, optional
+        Batches per epoch, for the progress bars only.
+    progress : bool
+        Show tqdm progress bars.
+
+    Returns
+    -------
+    list of dict, one per epoch: ``epoch``, ``seconds``, ``train_seconds``,
+    ``test_seconds``, ``train_loss``, ``train_accuracy``, ``test_loss``,
+    ``test_accuracy``, ``train_images``, ``images_per_second`` (training images per
+    second of the training loop) and ``input_wait_share`` (waiting time / epoch time).
+    """
+    import keras
+    import tensorflow as tf
+    from tqdm.auto import tqdm
+
+    optimizer = optimizer if optimizer is not None else keras.optimizers.Adam()
+    loss_function = loss if loss is not None else keras.losses.SparseCategoricalCrossentropy()
+    train_loss, test_loss = keras.metrics.Mean(), keras.metrics.Mean()
+    train_accuracy = keras.metrics.SparseCategoricalAccuracy()
+    test_accuracy = keras.metrics.SparseCategoricalAccuracy()
+
+    @tf.function(reduce_retracing=True)
+    def train_step(images, labels):
+        with tf.GradientTape() as tape:
+            predictions = model(images, training=True)
+            batch_loss = loss_function(labels, predictions)
+        gradients = tape.gradient(batch_loss, model.trainable_variables)
+        optimizer.apply(gradients, model.trainable_variables)
+        train_loss.update_state(batch_loss)
+        train_accuracy.update_state(labels, predictions)
+        return batch_loss
+
+    @tf.function(reduce_retracing=True)
+    def test_step(images, labels):
+        predictions = model(images, training=False)
+        batch_loss = loss_function(labels, predictions)
+        test_loss.update_state(batch_loss)
+        test_accuracy.update_state(labels, predictions)
+        return batch_loss
+
+    def run_loop(dataset, step, stage, epoch, total):
+        """One pass over ``dataset``; returns (images seen, seconds, seconds waiting)."""
+        images_seen, waited = 0, 0.0
+        loop_start = now()
+        iterator = iter(dataset)
+        bar = tqdm(total=total, desc=f"epoch {epoch + 1} {stage.lower()}", unit="batch",
+                   disable=not progress, leave=False)
+        batch_number = 0
+        while True:
+            wait_start = now()
+            try:
+                images, labels, tags = next(iterator)
+            except StopIteration:
+                break
+            step_start = now()
+            recorder.record("Wait", wait_start, step_start - wait_start, -1, epoch, batch_number)
+            float(step(images, labels))  # reading the loss waits for the step to finish
+            step_end = now()
+            recorder.record_tags(stage, step_start, step_end - step_start, tags.numpy(), epoch, batch_number)
+            waited += step_start - wait_start
+            images_seen += int(images.shape[0])
+            batch_number += 1
+            bar.update(1)
+        bar.close()
+        return images_seen, now() - loop_start, waited
+
+    history = []
+    for epoch in range(epochs):
+        epoch_start = now()
+        for metric in (train_loss, train_accuracy, test_loss, test_accuracy):
+            metric.reset_state()
+        train_images, train_seconds, train_wait = run_loop(train_dataset, train_step, "Train", epoch,
+                                                           train_steps)
+        _, test_seconds, test_wait = run_loop(test_dataset, test_step, "Test", epoch, test_steps)
+        epoch_seconds = now() - epoch_start
+        recorder.record("Epoch", epoch_start, epoch_seconds, -1, epoch, -1)
+        row = {
+            "epoch": epoch + 1,
+            "seconds": epoch_seconds,
+            "train_seconds": train_seconds,
+            "test_seconds": test_seconds,
+            "train_loss": float(train_loss.result()),
+            "train_accuracy": float(train_accuracy.result()),
+            "test_loss": float(test_loss.result()),
+            "test_accuracy": float(test_accuracy.result()),
+            "train_images": train_images,
+            "images_per_second": train_images / train_seconds if train_seconds > 0 else 0.0,
+            "input_wait_share": (train_wait + test_wait) / epoch_seconds if epoch_seconds > 0 else 0.0,
+        }
+        history.append(row)
+        print(
+            f"epoch {row['epoch']}: {row['seconds']:.1f} s, loss {row['train_loss']:.4f}, "
+            f"accuracy {row['train_accuracy']:.4f}, test loss {row['test_loss']:.4f}, "
+            f"test accuracy {row['test_accuracy']:.4f}, {row['images_per_second']:.0f} images/s, "
+            f"input wait {100 * row['input_wait_share']:.1f}%",
+            flush=True,
+        )
+    return history
+
+
+# --------------------------------------------------------------------------- summary
+
+
+def summarize(spans: Sequence[Span]) -> dict[str, Any]:
+    """Per stage, how much work and how much wall time; and the trainer's input-wait share.
+
+    Returns
+    -------
+    dict with
+    ``wall_seconds``: first start to last end;
+    ``stages``: per stage ``count``, ``busy_seconds`` (sum of durations: work done,
+    which exceeds wall time when parallel calls overlap), ``covered_seconds`` (wall
+    time during which at least one span of the stage ran), and ``epochs`` (the
+    epochs it appears in);
+    ``input_wait_share``: time the trainer spent in ``Wait`` spans divided by the
+    time of its ``Epoch`` spans (``None`` without Epoch spans).
+    """
+    spans = list(spans)
+    if not spans:
+        return {"wall_seconds": 0.0, "stages": {}, "input_wait_share": None}
+    first = min(span.start for span in spans)
+    last = max(span.end for span in spans)
+    stages = {}
+    for stage in _stage_names(spans):
+        mine = [span for span in spans if span.stage == stage]
+        stages[stage] = {
+            "count": len(mine),
+            "busy_seconds": float(sum(span.duration for span in mine)),
+            "covered_seconds": _covered_seconds(mine),
+            "epochs": sorted({span.epoch for span in mine}),
+        }
+    epoch_seconds = stages.get("Epoch", {}).get("busy_seconds", 0.0)
+    wait_seconds = stages.get("Wait", {}).get("busy_seconds", 0.0)
+    return {
+        "wall_seconds": last - first,
+        "stages": stages,
+        "input_wait_share": wait_seconds / epoch_seconds if epoch_seconds > 0 else None,
+    }
+
+
+def _covered_seconds(spans: Sequence[Span]) -> float:
+    """Length of the union of the spans' intervals."""
+    intervals = sorted((span.start, span.end) for span in spans)
+    total, current_start, current_end = 0.0, None, None
+    for start, end in intervals:
+        if current_end is None or start > current_end:
+            if current_end is not None:
+                total += current_end - current_start
+            current_start, current_end = start, end
+        else:
+            current_end = max(current_end, end)
+    if current_end is not None:
+        total += current_end - current_start
+    return float(total)
+
+
+def _stage_names(spans: Sequence[Span]) -> list[str]:
+    present = {span.stage for span in spans}
+    known = [stage for stage in STAGE_ORDER if stage in present]
+    return known + sorted(present - set(known))
+
+
+# --------------------------------------------------------------------------- drawing
+
+
+def draw_timeline(
+    timeline: Sequence[Span] | Recorder,
+    title: str,
+    min_width: float = 0.0,
+    annotate: bool = False,
+    path=None,
+):
+    """One row per stage, one bar per span, coloured by epoch, seconds on the x axis.
+
+    Each (stage, epoch) pair is drawn as one ``broken_barh`` collection, so tens of
+    thousands of spans draw in seconds. Overlapping bars (parallel calls) are
+    translucent, so darker means more at once.
+
+    Parameters
+    ----------
+    timeline : sequence of Span, or a Recorder
+    title : str
+    min_width : float
+        The x axis spans at least this many seconds (the lab's ``min_width``), so
+        two runs can be drawn on the same scale.
+    annotate : bool
+        Write each span's example index (batch number for trainer spans) on its
+        bar; skipped, with a note, beyond a few hundred spans.
+    path : path-like, optional
+        Save the figure there as PNG (atomically) and close it.
+
+    Returns
+    -------
+    matplotlib Figure (already closed when ``path`` is given).
+    """
+    import matplotlib
+
+    if "matplotlib.pyplot" not in __import__("sys").modules:
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    spans = timeline.spans() if isinstance(timeline, Recorder) else sorted(timeline, key=lambda s: s.start)
+    stages = _stage_names(spans)
+    figure, axis = plt.subplots(figsize=(14, 1.2 + 0.55 * max(len(stages), 1)))
+    if not spans:
+        axis.text(0.5, 0.5, "no spans recorded", ha="center", va="center", transform=axis.transAxes)
+        axis.set_yticks([])
+        axis.set_xlim(0, max(min_width, 1.0))
+    else:
+        origin = min(span.start for span in spans)
+        wall = max(span.end for span in spans) - origin
+        epochs = sorted({span.epoch for span in spans})
+        colours = plt.get_cmap("tab10")
+        row_of = {stage: row for row, stage in enumerate(stages)}
+        bars_by_row: dict[tuple[str, int], list[tuple[float, float]]] = {}
+        for span in spans:
+            bars_by_row.setdefault((span.stage, span.epoch), []).append((span.start - origin, span.duration))
+        seen_epochs = set()
+        for stage in stages:
+            row = row_of[stage]
+            for epoch in epochs:
+                bars = bars_by_row.get((stage, epoch))
+                if not bars:
+                    continue
+                label = f"epoch {epoch + 1}" if epoch not in seen_epochs else None
+                seen_epochs.add(epoch)
+                axis.broken_barh(bars, (row - 0.4, 0.8), facecolors=colours(epoch % 10),
+                                 alpha=0.6, linewidth=0, label=label)
+        if annotate and len(spans) <= _ANNOTATE_LIMIT:
+            for span in spans:
+                if span.index >= 0:
+                    axis.text(span.start - origin, row_of[span.stage], str(span.index), fontsize=6,
+                              va="center", ha="left")
+        elif annotate:
+            axis.text(1.0, 1.01, f"{len(spans):,} spans: index labels left out", fontsize=8,
+                      ha="right", va="bottom", transform=axis.transAxes)
+        axis.set_yticks(range(len(stages)), stages)
+        axis.set_xlim(0, max(min_width, wall) * 1.01)
+        axis.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    axis.set_ylim(len(stages) - 0.5 if stages else 0.5, -0.5)  # first stage on top
+    axis.set_xlabel("time (s)")
+    axis.set_title(title)
+    axis.grid(axis="x", alpha=0.3)
+    figure.tight_layout()
+    if path is not None:
+        from common import report
+
+        report.save_figure(figure, path)
+    return figure

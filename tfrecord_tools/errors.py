@@ -1,0 +1,37 @@
+"""Exceptions that carry a message meant for a person, not a traceback.
+
+The command line prints ``str(error)`` of any :class:`TFRecordToolsError` and
+exits non-zero; library callers can catch the base class or a specific one.
+"""
+
+
+class TFRecordToolsError(Exception):
+    """Base class: something about the input or output folders is wrong."""
+
+
+class SourceFolderError(TFRecordToolsError):
+    """SRC is missing, is not a folder, or holds no ``<class>/`` folders."""
+
+
+class OutputFolderError(TFRecordToolsError):
+    """OUT holds data we did not write, or a different finished dataset."""
+
+
+class BadImageError(TFRecordToolsError):
+    """A file failed the content check and ``on_error="stop"`` was asked for."""
+
+
+class SourceChangedError(TFRecordToolsError):
+    """A source file changed between the decode check and the writing."""
+
+
+class SidecarError(TFRecordToolsError):
+    """``dataset.json`` is missing or unreadable."""
+
+
+class VerifyError(TFRecordToolsError):
+    """``verify`` found at least one problem; ``.report`` lists all of them."""
+
+    def __init__(self, message, report=None):
+        super().__init__(message)
+        self.report = report

@@ -1,0 +1,255 @@
+"""Re-read every shard and check it against ``dataset.json``.
+
+For each shard listed in the sidecar, :func:`verify`
+
+1. checks the file exists, its size, and its SHA-256;
+2. walks every record and checks both TFRecord CRC-32C checksums;
+3. parses every Example and checks that all features are present with one value;
+4. decodes every image (Pillow, fully) and checks format, height, width and
+   channels against the features;
+5. checks the label against the class name and the label map, and, for images
+   stored as their source bytes, the SHA-256 against ``image/sha256``;
+6. compares counts per shard, class and split with the sidecar;
+
+and then looks for shard files the sidecar does not list and for leftovers of
+an interrupted write. Each problem names the shard and the record number.
+"""
+
+import collections
+import dataclasses
+import hashlib
+import os
+import time
+
+from . import _pool
+from .encode import ImageCheckError, open_checked
+from .errors import VerifyError
+from .record_io import RecordError, iter_records, parse_example_bytes
+from .sidecar import (
+    FEATURES,
+    INCOMPLETE_PREFIX,
+    PROGRESS_NAME,
+    REJECTED_NAME,
+    SHARD_NAME_PATTERN,
+    read_sidecar,
+)
+
+#: Per shard, report this many problems and count the rest.
+_MAX_PROBLEMS_PER_SHARD = 20
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """One thing that is wrong; ``record`` is None for file-level problems."""
+
+    shard: str
+    record: int | None
+    message: str
+
+    def __str__(self):
+        where = self.shard if self.record is None else f"{self.shard} record {self.record}"
+        return f"{where}: {self.message}"
+
+
+@dataclasses.dataclass
+class VerifyReport:
+    """What :func:`verify` checked and found."""
+
+    out: str
+    shards_checked: int = 0
+    records_checked: int = 0
+    problems: list = dataclasses.field(default_factory=list)
+    warnings: list = dataclasses.field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self):
+        return not self.problems
+
+    def format(self):
+        """Human-readable lines: one per problem and warning, then a verdict."""
+        lines = [f"problem: {problem}" for problem in self.problems]
+        lines += [f"warning: {warning}" for warning in self.warnings]
+        verdict = "OK" if self.ok else f"FAILED with {len(self.problems)} problem(s)"
+        lines.append(
+            f"{verdict}: {self.records_checked:,} records in {self.shards_checked} shards checked "
+            f"in {self.seconds:.1f} s ({self.out})"
+        )
+        return "\n".join(lines)
+
+
+def _record_problems(record, label_to_index):
+    """Problems of one parsed Example; returns (class name or None, list of messages)."""
+    try:
+        features = parse_example_bytes(record)
+    except (ValueError, UnicodeDecodeError) as error:
+        return None, [f"not a valid tf.train.Example: {error}"]
+    messages = []
+    for name, spec in FEATURES.items():
+        values = features.get(name)
+        if values is None or len(values) != 1:
+            messages.append(f"feature {name!r} ({spec['dtype']}) is missing or does not hold one value")
+    if messages:
+        return None, messages
+    value = {name: values[0] for name, values in features.items()}
+    class_name = value["image/class/text"].decode("utf-8", "surrogateescape")
+    label = value["image/class/label"]
+    expected_label = label_to_index.get(class_name)
+    if expected_label is None:
+        messages.append(f"class {class_name!r} is not in the sidecar's classes")
+    elif label != expected_label:
+        messages.append(f"label {label} does not match class {class_name!r}, which has label {expected_label}")
+    if value["image/format"] != b"jpeg":
+        messages.append(f"image/format is {value['image/format']!r}, expected b'jpeg'")
+    encoded = value["image/encoded"]
+    try:
+        image, found_format = open_checked(encoded, max_pixels=1 << 62)
+    except ImageCheckError as error:
+        messages.append(f"image does not decode: {error.reason}")
+        return class_name, messages
+    if found_format != "jpeg":
+        messages.append(f"image/encoded holds {found_format}, expected jpeg")
+    channels = {"L": 1, "RGB": 3}.get(image.mode)
+    if (image.height, image.width, channels) != (
+        value["image/height"], value["image/width"], value["image/channels"]
+    ):
+        messages.append(
+            f"decoded image is {image.height}x{image.width}, mode {image.mode}; features say "
+            f"{value['image/height']}x{value['image/width']} with {value['image/channels']} channel(s)"
+        )
+    if value["image/reencoded"] == 0 and hashlib.sha256(encoded).hexdigest() != value["image/sha256"].decode():
+        messages.append("image bytes do not match image/sha256 of the source")
+    return class_name, messages
+
+
+def verify_shard(task):
+    """Check one shard file (runs in a worker process).
+
+    Parameters
+    ----------
+    task : (str, dict, dict)
+        OUT, the shard's sidecar entry, and the label map.
+
+    Returns
+    -------
+    dict
+        ``file``, ``records``, ``class_counts``, ``problems`` (list of
+        ``(record or None, message)``) and ``more_problems`` (not listed).
+    """
+    out, shard, label_to_index = task
+    name = shard["file"]
+    path = os.path.join(out, name)
+    result = {"file": name, "records": 0, "class_counts": {}, "problems": [], "more_problems": 0}
+
+    def add(record, message):
+        if len(result["problems"]) < _MAX_PROBLEMS_PER_SHARD:
+            result["problems"].append((record, message))
+        else:
+            result["more_problems"] += 1
+
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError as error:
+        add(None, f"cannot read {path}: {error.strerror}")
+        return result
+    if len(data) != shard["bytes"]:
+        add(None, f"file is {len(data):,} bytes, the sidecar says {shard['bytes']:,}")
+    if hashlib.sha256(data).hexdigest() != shard["sha256"]:
+        add(None, "SHA-256 of the file does not match the sidecar")
+    class_counts = collections.Counter()
+    try:
+        for index, _, record in iter_records(data):
+            result["records"] += 1
+            class_name, messages = _record_problems(record, label_to_index)
+            if class_name is not None:
+                class_counts[class_name] += 1
+            for message in messages:
+                add(index, message)
+    except RecordError as error:
+        add(error.index, f"{error} at byte {error.offset}; the rest of the shard cannot be read")
+    result["class_counts"] = dict(class_counts)
+    if result["records"] != shard["images"]:
+        add(None, f"holds {result['records']} records, the sidecar says {shard['images']}")
+    expected_counts = {name: count for name, count in shard.get("class_counts", {}).items() if count}
+    if dict(class_counts) != expected_counts:
+        add(None, f"class counts {dict(sorted(class_counts.items()))} differ from the sidecar's {expected_counts}")
+    return result
+
+
+def verify(out, *, workers=None, raise_on_error=True):
+    """Check every shard, record and image in OUT against its sidecar.
+
+    Parameters
+    ----------
+    out : str or Path
+        A folder written by :func:`tfrecord_tools.write_dataset`.
+    workers : int, optional
+        Processes checking shards in parallel; default all CPU cores.
+    raise_on_error : bool
+        Raise :class:`VerifyError` (with ``.report``) when anything is wrong;
+        otherwise just return the report.
+
+    Returns
+    -------
+    VerifyReport
+
+    Raises
+    ------
+    SidecarError
+        ``dataset.json`` is missing or unreadable.
+    VerifyError
+        Something is wrong and ``raise_on_error`` is true.
+    """
+    started = time.perf_counter()
+    out = os.path.abspath(os.fspath(out))
+    sidecar = read_sidecar(out)
+    label_to_index = {name: index for index, name in enumerate(sidecar["classes"])}
+    report = VerifyReport(out)
+    if sidecar.get("label_to_index", label_to_index) != label_to_index:
+        report.problems.append(Problem("dataset.json", None, "label_to_index is not the sorted class order"))
+    tasks = [(out, shard, label_to_index) for split in sidecar["splits"].values() for shard in split["shards"]]
+    workers = _pool.default_workers() if workers is None else int(workers)
+    if workers > 1 and len(tasks) > 1:
+        with _pool.start_pool(min(workers, len(tasks))) as pool:
+            results = pool.map(verify_shard, tasks, chunksize=1)
+    else:
+        results = [verify_shard(task) for task in tasks]
+    by_file = {result["file"]: result for result in results}
+    for result in results:
+        report.shards_checked += 1
+        report.records_checked += result["records"]
+        report.problems.extend(Problem(result["file"], record, message) for record, message in result["problems"])
+        if result["more_problems"]:
+            report.problems.append(Problem(result["file"], None, f"{result['more_problems']} more problem(s)"))
+    for split_name, split in sidecar["splits"].items():
+        counts = collections.Counter()
+        for shard in split["shards"]:
+            counts.update(by_file[shard["file"]]["class_counts"])
+        expected = {name: count for name, count in split["class_counts"].items() if count}
+        if dict(counts) != expected:
+            report.problems.append(
+                Problem(split_name, None, f"class counts {dict(sorted(counts.items()))} differ from {expected}")
+            )
+    listed = set(by_file)
+    for name in sorted(os.listdir(out)):
+        if SHARD_NAME_PATTERN.match(name) and name not in listed:
+            report.problems.append(Problem(name, None, "shard file is not listed in dataset.json"))
+        elif name.startswith(INCOMPLETE_PREFIX):
+            report.warnings.append(f"{name} is an unfinished shard left by an interrupted write (readers ignore it)")
+        elif name == PROGRESS_NAME:
+            report.warnings.append(f"{name} exists: a later write into this folder did not finish")
+    rejected_path = os.path.join(out, REJECTED_NAME)
+    if os.path.exists(rejected_path):
+        with open(rejected_path, encoding="utf-8") as handle:
+            rejected_lines = sum(1 for line in handle if line.strip())
+        expected_rejected = sidecar.get("totals", {}).get("rejected")
+        if expected_rejected is not None and rejected_lines != expected_rejected:
+            report.problems.append(
+                Problem(REJECTED_NAME, None, f"lists {rejected_lines} files, the sidecar says {expected_rejected}")
+            )
+    report.seconds = time.perf_counter() - started
+    if raise_on_error and not report.ok:
+        first = report.problems[0]
+        raise VerifyError(f"{out}: {len(report.problems)} problem(s), first: {first}", report)
+    return report

@@ -1,0 +1,148 @@
+"""
+Title: Input pipeline speed without a model: naive against optimized, and the cost of recording
+Description: Images per second that lab04's pipelines deliver on their own (iterated to
+    the end, no training), from the lab's naive pipeline up to the optimized one step by
+    step, and each with and without common.timeline recording. Targets (issue 5): the
+    optimized pipeline at least 100x the naive one; recording under 10% of a pipeline's
+    own time. Measured figures: see the reply of issue 5 and this script's output.
+Run: python benchmarks/pipeline_speed.py --data-dir /work/data/cifar10
+
+The naive pipeline runs on --naive-images training images (its per-image cost does not
+depend on how many); every other row reads the whole training set. "optimized, epoch
+2" is the second pass over the same dataset, served by its cache. Without --data-dir
+(or $LAB_DATA_DIR) it runs on the offline stand-in, which times like the real pixels.
+Timings are noisy on a shared machine: compare rows of one run.
+"""
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from common import cli  # noqa: E402
+
+cli.quiet_tensorflow()
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from common import augment, datasets, timeline  # noqa: E402
+
+parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+parser.add_argument("--data-dir", type=Path, default=os.environ.get("LAB_DATA_DIR"),
+                    help="CIFAR-10 (archive, batches or image folder); default $LAB_DATA_DIR, else the stand-in")
+parser.add_argument("--naive-images", type=int, default=2000, help="training images for the naive rows")
+parser.add_argument("--batch-size", type=int, default=64)
+parser.add_argument("--shuffle-buffer", type=int, default=10_000)
+parser.add_argument("--repeats", type=int, default=2, help="runs per row; the best is kept")
+config = parser.parse_args()
+
+batches = datasets.cifar10_batches("auto" if config.data_dir else "standin", config.data_dir)
+train_files = [str(path) for path in batches.train_files]
+IMAGE_SPEC = (tf.TensorSpec((32, 32, 3), tf.uint8), tf.TensorSpec((), tf.int64))
+BLOCK_ROWS = 1000
+naive_rows_per_file = -(-config.naive_images // len(train_files))
+
+
+def open_examples(path):
+    rows, labels = datasets.read_cifar10_batch(path)
+    return list(zip(rows[:naive_rows_per_file], labels[:naive_rows_per_file], strict=True))
+
+
+def read_example(item):
+    row, label = item
+    return datasets.rows_to_images(row[np.newaxis])[0], label
+
+
+def open_blocks(path):
+    rows, labels = datasets.read_cifar10_batch(path)
+    return [(rows[start:start + BLOCK_ROWS], labels[start:start + BLOCK_ROWS])
+            for start in range(0, len(rows), BLOCK_ROWS)]
+
+
+def read_block(item):
+    rows, labels = item
+    return datasets.rows_to_images(rows), labels
+
+
+def augment_train(images, labels):
+    return augment.train_map(images), labels
+
+
+def unoptimized(dataset):
+    options = tf.data.Options()
+    options.experimental_optimization.apply_default_optimizations = False
+    options.experimental_optimization.map_and_batch_fusion = False
+    options.experimental_optimization.inject_prefetch = False
+    return dataset.with_options(options)
+
+
+def naive(recorder, in_python=True):
+    """The lab's naive pipeline: one example at a time, map in Python (or in graph), batch."""
+    source = timeline.time_measured_dataset(train_files, open_examples, read_example, IMAGE_SPEC, recorder)
+    return unoptimized(source.shuffle(config.shuffle_buffer)
+                       .map(timeline.timed_map(augment_train, recorder, in_python=in_python))
+                       .batch(config.batch_size, drop_remainder=True))
+
+
+def vectorised(recorder):
+    """Block reads and a batch-wise graph map, but nothing parallel, cached or prefetched."""
+    source = timeline.time_measured_dataset(train_files, open_blocks, read_block, IMAGE_SPEC, recorder,
+                                            items_are_blocks=True)
+    return unoptimized(source.shuffle(config.shuffle_buffer).batch(config.batch_size, drop_remainder=True)
+                       .map(timeline.timed_map(augment_train, recorder)))
+
+
+def optimized(recorder):
+    """lab04's optimized pipeline: interleave, block reads, parallel vectorised map, cache, prefetch."""
+    source = timeline.time_measured_dataset(train_files, open_blocks, read_block, IMAGE_SPEC, recorder,
+                                            items_are_blocks=True, interleave=True)
+    return (source.shuffle(config.shuffle_buffer).batch(config.batch_size, drop_remainder=True)
+            .map(timeline.timed_map(augment_train, recorder), num_parallel_calls=tf.data.AUTOTUNE)
+            .cache().prefetch(tf.data.AUTOTUNE))
+
+
+def images_per_second(dataset):
+    """Iterate ``dataset`` to the end; images delivered per second."""
+    start, images = time.perf_counter(), 0
+    for batch_images, _, _ in dataset:
+        images += int(batch_images.shape[0])
+    return images / (time.perf_counter() - start), images
+
+
+def best_of(make, recorded, passes=1):
+    """Best images/s of --repeats fresh pipelines, for each of ``passes`` passes over one."""
+    best = [0.0] * passes
+    for _ in range(config.repeats):
+        dataset = make(timeline.Recorder() if recorded else None)
+        for number in range(passes):
+            rate, images = images_per_second(dataset)
+            best[number] = max(best[number], rate)
+    return best, images
+
+
+print(f"data: {batches.source}; batch {config.batch_size}, shuffle buffer {config.shuffle_buffer}, "
+      f"best of {config.repeats}; {os.cpu_count()} CPU cores")
+images_per_second(vectorised(None).take(5))  # warm up TensorFlow once, outside every row
+rows = []
+for name, make, passes in [
+    ("naive (lab): per example, map in Python", naive, 1),
+    ("per example, map in graph", lambda recorder: naive(recorder, in_python=False), 1),
+    ("block reads + batch-wise graph map", vectorised, 1),
+    ("optimized, epoch 1 / epoch 2 (cache)", optimized, 2),
+]:
+    plain, images = best_of(make, recorded=False, passes=passes)
+    recorded, _ = best_of(make, recorded=True, passes=passes)
+    for number in range(passes):
+        label = name if passes == 1 else f"{name.split(',')[0]}, epoch {number + 1}"
+        rows.append((label, images, plain[number], recorded[number]))
+        print(f"  {label}: {plain[number]:,.0f} images/s plain, {recorded[number]:,.0f} recorded", flush=True)
+
+naive_rate = rows[0][2]
+print()
+print(f"{'pipeline':<44} {'images':>7} {'images/s':>10} {'x naive':>8} {'recorded':>10} {'recording cost':>15}")
+for label, images, plain, recorded in rows:
+    cost = plain / recorded - 1  # extra time per image, as a share of the pipeline's own time
+    print(f"{label:<44} {images:>7} {plain:>10,.0f} {plain / naive_rate:>8.1f} {recorded:>10,.0f} {100 * cost:>14.1f}%")

@@ -110,6 +110,38 @@ if config.backbone == "small_cnn" and weights == "imagenet":
     raise UserError("--backbone small_cnn has no ImageNet weights: drop --weights imagenet, or choose "
                     "--backbone mobilenet_v3_small or vgg16")
 
+
+WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/"
+WEIGHT_FILES = {  # what keras.applications looks for in $KERAS_HOME/models, and where it comes from
+    "vgg16": "vgg16/vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    "mobilenet_v3_small": "mobilenet_v3/weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5",
+}
+
+
+def check_imagenet_weights(backbone):
+    """Fail at once, with what to do, when the weights are neither cached nor downloadable."""
+    keras_home = Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras").expanduser()
+    weight_file = keras_home / "models" / Path(WEIGHT_FILES[backbone]).name
+    if weight_file.is_file():
+        return
+    reachable = False
+    if not os.environ.get("LAB_OFFLINE"):
+        try:  # keras' own download has no timeout: probe first, so an offline machine does not hang
+            socket.create_connection(("storage.googleapis.com", 443), timeout=5).close()
+            reachable = True
+        except OSError:
+            pass
+    if not reachable:
+        raise UserError(
+            f"--backbone {backbone} needs ImageNet weights, which are not in the Keras cache and cannot be "
+            f"downloaded (no network). Either put {weight_file.name} (from {WEIGHTS_URL}{WEIGHT_FILES[backbone]}) "
+            f"into {weight_file.parent}/, or pass --weights none to train the backbone from scratch, or use "
+            "--backbone small_cnn (the CPU default).")
+
+
+if weights == "imagenet":  # fail now, not after minutes of data preparation
+    check_imagenet_weights(config.backbone)
+
 # %% [markdown]
 # ## Find the images
 # The lab drops `.gif` and `.bmp` files by their extension, which keeps a PNG named
@@ -586,34 +618,6 @@ class CaffePreprocess(keras.layers.Layer):
         return bgr - keras.ops.convert_to_tensor([103.939, 116.779, 123.68], dtype=images.dtype)
 
 
-WEIGHT_FILES = {  # what keras.applications looks for in $KERAS_HOME/models
-    "vgg16": "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
-    "mobilenet_v3_small": "weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5",
-}
-
-
-def check_imagenet_weights(backbone):
-    """Fail at once, with what to do, when the weights are neither cached nor downloadable."""
-    keras_home = Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras").expanduser()
-    weight_file = keras_home / "models" / WEIGHT_FILES[backbone]
-    if weight_file.is_file():
-        return
-    reachable = False
-    if not os.environ.get("LAB_OFFLINE"):
-        try:  # keras' own download has no timeout: probe first, so an offline machine does not hang
-            socket.create_connection(("storage.googleapis.com", 443), timeout=5).close()
-            reachable = True
-        except OSError:
-            pass
-    if not reachable:
-        raise UserError(
-            f"--backbone {backbone} needs ImageNet weights, which are not in the Keras cache and cannot be "
-            f"downloaded (no network). Either put {WEIGHT_FILES[backbone]} (from "
-            "https://storage.googleapis.com/tensorflow/keras-applications/) into "
-            f"{weight_file.parent}/, or pass --weights none to train the backbone from scratch, or use "
-            "--backbone small_cnn (the CPU default).")
-
-
 def small_cnn(inputs):
     """A light convolutional feature extractor for CPUs: 4 conv blocks, 32x downsampling."""
     x = keras.layers.Conv2D(16, 5, strides=2, padding="same", activation="relu")(inputs)
@@ -652,8 +656,6 @@ def build_model(backbone, weights, head, classes):
     return keras.Model(inputs, outputs, name=f"wild_model_{backbone}_{head}")
 
 
-if weights == "imagenet":
-    check_imagenet_weights(config.backbone)
 wild_model = build_model(config.backbone, weights, head, len(label_names))
 wild_model.summary(line_length=100)
 trainable_parameters = int(sum(np.prod(variable.shape) for variable in wild_model.trainable_weights))

@@ -1,0 +1,116 @@
+"""common.training: epoch timing, strategies, precision policy, chief detection."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from common import training
+from common.errors import UserError
+
+
+@pytest.fixture(autouse=True)
+def float32_policy():
+    yield
+    keras.mixed_precision.set_global_policy("float32")
+
+
+def tiny_model():
+    return keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+
+
+def test_epoch_timer_records_every_epoch_and_keeps_validation_apart():
+    inputs = np.random.default_rng(0).random((64, 4), dtype=np.float32)
+    labels = np.arange(64) % 3
+    model = tiny_model()
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    timer = training.EpochTimer(images_per_epoch=64)
+    history = model.fit(inputs, labels, batch_size=16, epochs=3, validation_data=(inputs, labels),
+                        callbacks=[timer], verbose=0)
+    summary = timer.summary()
+    assert len(timer.train_seconds) == len(timer.validation_seconds) == 3
+    assert all(seconds > 0 for seconds in timer.train_seconds + timer.validation_seconds)
+    assert summary["images_per_second"] > 0
+    # The steady-state mean leaves the first (tracing) epoch out.
+    assert summary["seconds_per_epoch"] == pytest.approx(np.mean(timer.train_seconds[1:]), abs=0.01)
+    table = training.epoch_table(history.history, timer).splitlines()
+    assert len(table) == 2 + 3 and table[0].split()[0] == "epoch"
+
+
+def test_one_device_strategy_trains_on_the_cpu():
+    strategy = training.distribution_strategy("one-device")
+    assert strategy.num_replicas_in_sync == 1
+    assert training.strategy_devices(strategy)[0].endswith("CPU:0")
+    with strategy.scope():
+        model = tiny_model()
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    dataset = tf.data.Dataset.from_tensor_slices((np.ones((8, 4), np.float32), np.zeros(8, np.int64))).batch(4)
+    history = model.fit(dataset, epochs=1, verbose=0, shuffle=False)
+    assert np.isfinite(history.history["loss"][0])
+
+
+def test_default_strategy_and_unknown_name():
+    assert training.distribution_strategy("default").num_replicas_in_sync == 1
+    assert len(training.strategy_devices(training.distribution_strategy("default"))) == 1
+    with pytest.raises(UserError, match="expected one of"):
+        training.distribution_strategy("parameter-server")
+
+
+@pytest.mark.parametrize(("precision", "expected"), [("float32", "float32"), ("mixed", "mixed_bfloat16")])
+def test_set_precision_on_cpu(precision, expected):
+    assert training.set_precision(precision) == expected
+    assert keras.mixed_precision.global_policy().name == expected
+
+
+def test_float32_output_keeps_the_softmax_in_float32_under_mixed_precision():
+    training.set_precision("mixed")
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(5), keras.layers.Dense(3, activation="softmax")])
+    model = training.float32_output(model)
+    assert model.layers[0].compute_dtype == "bfloat16"
+    assert model(np.ones((2, 4), np.float32)).dtype == "float32"
+
+
+def test_native_bfloat16_is_read_from_cpu_flags(tmp_path):
+    with_flag = tmp_path / "with"
+    with_flag.write_text("flags\t\t: fpu sse avx512f avx512_bf16 avx512_vnni\n")
+    without_flag = tmp_path / "without"
+    without_flag.write_text("flags\t\t: fpu sse avx2\n")
+    assert training.cpu_has_native_bfloat16(with_flag)
+    assert not training.cpu_has_native_bfloat16(without_flag)
+    assert not training.cpu_has_native_bfloat16(tmp_path / "missing")
+
+
+@pytest.mark.parametrize(("tf_config", "chief"), [
+    (None, True),
+    ({"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 0}}, True),
+    ({"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 1}}, False),
+    ({"cluster": {"chief": ["c:1"], "worker": ["a:1"]}, "task": {"type": "worker", "index": 0}}, False),
+    ({"cluster": {"chief": ["c:1"], "worker": ["a:1"]}, "task": {"type": "chief", "index": 0}}, True),
+])
+def test_is_chief_reads_tf_config(monkeypatch, tf_config, chief):
+    if tf_config is None:
+        monkeypatch.delenv("TF_CONFIG", raising=False)
+    else:
+        monkeypatch.setenv("TF_CONFIG", json.dumps(tf_config))
+    assert training.is_chief() is chief
+
+
+def test_save_model_writes_a_loadable_keras_file_and_no_leftovers(tmp_path):
+    model = tiny_model()
+    path = training.save_model(model, tmp_path / "tiny.keras")
+    assert [entry.name for entry in tmp_path.iterdir()] == ["tiny.keras"]
+    reloaded = keras.models.load_model(path)
+    np.testing.assert_allclose(reloaded(np.ones((1, 4), np.float32)), model(np.ones((1, 4), np.float32)))
+
+
+@pytest.mark.parametrize(("examples", "replicas", "expected"), [
+    (10_000, 1, 500), (51, 1, 51), (10_000, 2, 1000), (51, 2, 48), (50, 2, 50), (101, 4, 96),
+])
+def test_evaluation_batch_size_splits_every_batch_across_the_replicas(examples, replicas, expected):
+    batch = training.evaluation_batch_size(examples, replicas)
+    assert batch == expected
+    if replicas > 1:
+        assert batch % replicas == 0 and min(batch, examples) % replicas == 0
+        assert examples % batch == 0 or examples % batch >= replicas

@@ -132,8 +132,13 @@ def iter_records(buffer, check_crc=True):
 # --- tf.train.Example: the few protobuf wire-format pieces it needs ---------------
 
 
+_SMALL_VARINTS = [bytes((value,)) for value in range(128)]
+
+
 def _varint(value):
-    """Protobuf base-128 varint of a non-negative int (negative ints use 10 bytes)."""
+    """Protobuf base-128 varint of an int (negative ints use 10 bytes, as int64 does)."""
+    if 0 <= value < 128:
+        return _SMALL_VARINTS[value]
     if value < 0:
         value += 1 << 64
     out = bytearray()
@@ -147,24 +152,65 @@ def _varint(value):
             return bytes(out)
 
 
-def _length_delimited(tag, payload):
-    return tag + _varint(len(payload)) + payload
-
-
 # Tags are (field_number << 3) | wire_type 2 (length-delimited).
 _TAG_1 = b"\x0a"
 _TAG_2 = b"\x12"
 _TAG_3 = b"\x1a"
 
-
-def _bytes_feature(values):
-    inner = b"".join(_length_delimited(_TAG_1, value) for value in values)
-    return _length_delimited(_TAG_1, inner)  # Feature.bytes_list = 1
+_key_fields = {}  # feature name -> its encoded map-entry key field + value tag, built once
+_small_entries = {}  # (feature name, int or short bytes) -> the whole encoded map entry
 
 
-def _int64_feature(values):
-    packed = b"".join(_varint(int(value)) for value in values)
-    return _length_delimited(_TAG_3, _length_delimited(_TAG_1, packed))  # Feature.int64_list = 3
+def _key_field(name):
+    field = _key_fields.get(name)
+    if field is None:
+        encoded = name.encode("utf-8")
+        field = _key_fields[name] = _TAG_1 + _varint(len(encoded)) + encoded + _TAG_2
+    return field
+
+
+def _feature(name, value):
+    """Feature message bytes: BytesList (field 1) or packed Int64List (field 3)."""
+    values = value if isinstance(value, list | tuple) else (value,)
+    if all(isinstance(item, bytes | str) for item in values):
+        items = b"".join(
+            _TAG_1 + _varint(len(item)) + item
+            for item in (item.encode("utf-8") if isinstance(item, str) else item for item in values)
+        )
+        return _TAG_1 + _varint(len(items)) + items
+    if all(isinstance(item, int) for item in values):
+        packed = b"".join(_varint(int(item)) for item in values)
+        inner = _TAG_1 + _varint(len(packed)) + packed
+        return _TAG_3 + _varint(len(inner)) + inner
+    raise TypeError(f"feature {name!r}: expected bytes, str or int values, got {value!r:.80}")
+
+
+def _append_entry(parts, name, value):
+    """Append one map entry's pieces to ``parts``, copying a bytes value only once (in the final join)."""
+    small = type(value) is int or (type(value) is bytes and len(value) <= 32)
+    if small:
+        # Heights, labels, class names, b"jpeg": the same few values over and over.
+        cached = _small_entries.get((name, value))
+        if cached is not None:
+            parts.append(cached)
+            return
+    key = _key_field(name)
+    if isinstance(value, str):
+        value = value.encode("utf-8")
+    if isinstance(value, bytes) and not small:
+        value_length = _varint(len(value))
+        list_length = _varint(1 + len(value_length) + len(value))  # BytesList{value: value}
+        feature_size = 1 + len(list_length) + 1 + len(value_length) + len(value)
+        feature_length = _varint(feature_size)
+        entry_size = len(key) + len(feature_length) + feature_size
+        parts += (_TAG_1, _varint(entry_size), key, feature_length, _TAG_1, list_length, _TAG_1, value_length, value)
+        return
+    feature = _feature(name, value)  # ints, short bytes and lists
+    entry = key + _varint(len(feature)) + feature
+    entry = _TAG_1 + _varint(len(entry)) + entry
+    if small and len(_small_entries) < 100_000:
+        _small_entries[(name, value)] = entry
+    parts.append(entry)
 
 
 def serialize_example(features):
@@ -184,19 +230,11 @@ def serialize_example(features):
         a prefix of another (true of our features); for prefix keys the protobuf
         runtimes disagree among themselves (upb puts ``"big"`` before ``"b"``).
     """
-    entries = []
+    parts = []
     for name in sorted(features):
-        value = features[name]
-        values = value if isinstance(value, list | tuple) else [value]
-        if all(isinstance(item, bytes | str) for item in values):
-            feature = _bytes_feature([item.encode("utf-8") if isinstance(item, str) else item for item in values])
-        elif all(isinstance(item, int) for item in values):
-            feature = _int64_feature(values)
-        else:
-            raise TypeError(f"feature {name!r}: expected bytes, str or int values, got {value!r:.80}")
-        entry = _length_delimited(_TAG_1, name.encode("utf-8")) + _length_delimited(_TAG_2, feature)
-        entries.append(_length_delimited(_TAG_1, entry))
-    return _length_delimited(_TAG_1, b"".join(entries))
+        _append_entry(parts, name, features[name])
+    body_size = sum(map(len, parts))
+    return b"".join((_TAG_1, _varint(body_size), *parts))
 
 
 def _read_varint(data, position):

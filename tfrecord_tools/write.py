@@ -561,7 +561,7 @@ def write_dataset(src, out, *, test_fraction=0.2, seed=0, num_shards=None, targe
     -------
     dict
         The sidecar content plus ``out``, ``seconds``, ``images_per_second``,
-        ``shards_written`` and ``shards_reused``.
+        ``shards_written``, ``shards_reused`` and ``phase_seconds``.
 
     Raises
     ------
@@ -588,6 +588,7 @@ def write_dataset(src, out, *, test_fraction=0.2, seed=0, num_shards=None, targe
     counter = multiprocessing.get_context("spawn").Value("q", 0)
     pool = _pool.start_pool(workers, _worker_init, (counter,)) if workers > 1 else None
     try:
+        pool_started = time.perf_counter()
         scan = scan_images(source, workers=workers, on_error=on_error, max_pixels=max_pixels,
                            progress=progress, _pool_to_use=pool)
         if not scan.images:
@@ -596,6 +597,7 @@ def write_dataset(src, out, *, test_fraction=0.2, seed=0, num_shards=None, targe
                 f"no usable image under {source} ({len(scan.rejected)} file(s) rejected: "
                 f"{dict(reasons) or 'none found'})"
             )
+        scanned = time.perf_counter()
         splits = split_images(scan, test_fraction, seed)
         plans = plan_shards(splits, num_shards, target_shard_bytes, workers, seed)
         reusable = {plan["file"]: earlier[plan["file"]] for plan in plans
@@ -629,7 +631,9 @@ def write_dataset(src, out, *, test_fraction=0.2, seed=0, num_shards=None, targe
         ]
         # Biggest shards first, so no worker is left alone with a big one at the end.
         jobs.sort(key=lambda job: -len(job["entries"]))
+        planned = time.perf_counter()
         written = _run_jobs(jobs, pool, counter, progress, sum(len(job["entries"]) for job in jobs))
+        shards_done = time.perf_counter()
     finally:
         if pool is not None:
             pool.terminate()
@@ -642,7 +646,8 @@ def write_dataset(src, out, *, test_fraction=0.2, seed=0, num_shards=None, targe
     progress_path = os.path.join(out, PROGRESS_NAME)
     if os.path.exists(progress_path):
         os.remove(progress_path)
-    seconds = time.perf_counter() - started
+    finished = time.perf_counter()
+    seconds = finished - started
     return {
         **sidecar,
         "out": out,
@@ -650,6 +655,16 @@ def write_dataset(src, out, *, test_fraction=0.2, seed=0, num_shards=None, targe
         "images_per_second": sidecar["totals"]["images"] / seconds if seconds > 0 else float("inf"),
         "shards_written": len(written),
         "shards_reused": len(reusable),
+        # Where the time went, in seconds: starting the workers, finding + sniffing +
+        # decoding + hashing every file, splitting and planning (and hashing reused
+        # shards), writing the shards, and the sidecar.
+        "phase_seconds": {
+            "start_workers": pool_started - started,
+            "check": scanned - pool_started,
+            "plan": planned - scanned,
+            "write": shards_done - planned,
+            "sidecar": finished - shards_done,
+        },
     }
 
 

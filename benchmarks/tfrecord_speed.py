@@ -1,0 +1,298 @@
+"""
+Title: TFRecord conversion and reading speed
+Description: How fast tfrecord_tools converts an image folder (1 and 2 workers) and how
+fast load() reads it back, against the same files read one by one with tf.data.
+Run: LAB_DATA_DIR=../shared/data python benchmarks/tfrecord_speed.py
+     python benchmarks/tfrecord_speed.py --data-dir /work/data/cifar10 --photos 2000
+
+Two folders, one run:
+
+* real CIFAR-10: 60,000 JPEGs of 32x32, from ``--data-dir`` or ``$LAB_DATA_DIR`` (a
+  folder with ``train/`` and ``test/``, one with ``cifar10/`` inside, or one holding
+  ``cifar10-jpeg.tar.gz``, which is extracted to a temporary folder). Skipped with
+  a message when absent.
+* photos: ``--photos`` JPEGs of 300-800 px (smooth random colour fields, quality
+  90, 10 classes), generated into a temporary folder by this script.
+
+Conversion is timed end to end (it includes finding, sniffing, decoding, hashing,
+splitting 80/20, writing and syncing the shards and the sidecar), once per worker
+count, into a fresh folder each time. The "CPU s" column adds the CPU time of the
+parent and of its worker processes: on a machine shared with other jobs it shows
+the work done even when the wall clock is slowed by others. A per-image table
+then says where the time goes inside one worker.
+
+Reading is timed after one warm-up pass (the files are then in the page cache,
+and tf.data's functions are traced): decode + resize to the model's input
+(32x32 for CIFAR, 224x224 for the photos), batches of 256, no cache, no shuffle,
+in the same process, one pipeline after the other, ``--repeats`` times each,
+best of the repeats.
+
+Measured results are in the note that goes with this file (figures change with
+the machine and its load; compare the ratios within one run).
+"""
+
+import argparse
+import hashlib
+import os
+import resource
+import shutil
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+import numpy as np
+from PIL import Image
+
+import tfrecord_tools
+from tfrecord_tools import encode, record_io, scan
+
+# %% Knobs
+config = {
+    "photos": 2000,  # generated photo-like JPEGs
+    "photo_min_px": 300,  # shortest/longest side range of the generated photos
+    "photo_max_px": 800,
+    "workers": (1, 2),  # conversion worker counts to compare
+    "batch_size": 256,  # reading batch size
+    "repeats": 2,  # timed reading passes per pipeline (best is reported)
+    "breakdown_files": 2000,  # files timed one by one for the per-image breakdown
+    "seed": 0,
+}
+
+
+def parse_arguments():
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--data-dir", default=os.environ.get("LAB_DATA_DIR"),
+                        help="CIFAR-10 JPEG folder, its parent, or the folder with cifar10-jpeg.tar.gz "
+                             "(default $LAB_DATA_DIR)")
+    parser.add_argument("--photos", type=int, default=config["photos"], help="generated photos (0: none)")
+    parser.add_argument("--repeats", type=int, default=config["repeats"])
+    parser.add_argument("--keep", metavar="DIR", help="keep the temporary folders under DIR")
+    return parser.parse_args()
+
+
+# %% Data
+
+
+def find_cifar(data_dir, scratch):
+    """The CIFAR-10 JPEG folder (with train/ and test/), extracting the tarball if needed."""
+    if not data_dir:
+        return None
+    root = Path(data_dir)
+    for candidate in (root, root / "cifar10", root / "cifar10-jpeg"):
+        if (candidate / "train").is_dir() and (candidate / "test").is_dir():
+            return candidate
+    archive = root / "cifar10-jpeg.tar.gz"
+    if archive.is_file():
+        target = scratch / "cifar10_extracted"
+        print(f"extracting {archive} to {target} ...", flush=True)
+        with tarfile.open(archive) as tar:
+            tar.extractall(target, filter="data")
+        for candidate in [target, *sorted(target.iterdir())]:
+            if (candidate / "train").is_dir():
+                return candidate
+    return None
+
+
+def make_photos(folder, count, seed):
+    """``count`` photo-like JPEGs of 300-800 px in 10 class folders; returns folder."""
+    rng = np.random.default_rng(seed)
+    for index in range(count):
+        width, height = rng.integers(config["photo_min_px"], config["photo_max_px"] + 1, size=2)
+        # Low-frequency colour noise, upsampled: compresses like a photo, not like noise.
+        coarse = rng.integers(0, 256, (int(height) // 32 + 2, int(width) // 32 + 2, 3), dtype=np.uint8)
+        image = Image.fromarray(coarse).resize((int(width), int(height)), Image.BICUBIC)
+        fine = rng.normal(0, 6, (int(height), int(width), 3))
+        pixels = np.clip(np.asarray(image, dtype=np.float32) + fine, 0, 255).astype(np.uint8)
+        path = folder / f"class_{index % 10}" / f"photo_{index:05d}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pixels).save(path, quality=90)
+    return folder
+
+
+# %% Measuring
+
+
+def cpu_seconds():
+    """CPU time of this process plus its finished children (the worker processes)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def convert(source, out, workers):
+    shutil.rmtree(out, ignore_errors=True)
+    cpu_before = cpu_seconds()
+    summary = tfrecord_tools.write_dataset(source, out, workers=workers, test_fraction=0.2, seed=config["seed"])
+    summary["cpu_seconds"] = cpu_seconds() - cpu_before
+    return summary
+
+
+def per_image_breakdown(source):
+    """Microseconds per image for each step a worker does, on the first files."""
+    _, _, candidates, _ = scan.find_files(source)
+    sample = candidates[: config["breakdown_files"]]
+    timings = dict.fromkeys(("open + read", "sniff + decode check", "SHA-256", "Example + framing + CRC"), 0.0)
+    for path, relative, class_name, _ in sample:
+        started = time.perf_counter()
+        with open(path, "rb") as handle:
+            data = handle.read()
+        read_done = time.perf_counter()
+        checked = encode.check_image(data)  # includes its own SHA-256: subtracted below
+        check_done = time.perf_counter()
+        digest = hashlib.sha256(data).hexdigest()
+        hash_done = time.perf_counter()
+        encoded = encode.stored_jpeg_bytes(data) if checked["reencode"] else data
+        record_io.frame_record(record_io.serialize_example({
+            "image/encoded": encoded, "image/format": b"jpeg", "image/height": checked["height"],
+            "image/width": checked["width"], "image/channels": checked["channels"], "image/class/label": 0,
+            "image/class/text": class_name, "image/filename": relative, "image/sha256": digest,
+            "image/source_format": checked["source_format"], "image/reencoded": 0,
+        }))
+        frame_done = time.perf_counter()
+        timings["open + read"] += read_done - started
+        timings["sniff + decode check"] += (check_done - read_done) - (hash_done - check_done)
+        timings["SHA-256"] += 2 * (hash_done - check_done)  # once in the check, once when writing
+        timings["Example + framing + CRC"] += frame_done - hash_done
+    timings["open + read"] *= 2  # every file is read twice: to check it, and to write it
+    mean_bytes = sum(os.path.getsize(path) for path, *_ in sample) / len(sample)
+    return {name: seconds / len(sample) * 1e6 for name, seconds in timings.items()}, mean_bytes
+
+
+def reading_pipelines(tf, source, out, image_size):
+    """name -> dataset factory; each yields (images, labels) batches of the train split."""
+    autotune = tf.data.AUTOTUNE
+    batch_size = config["batch_size"]
+    sidecar = tfrecord_tools.read_sidecar(out)
+    # The loose files of the same train split, in the same class order.
+    filenames = []
+    for shard in tfrecord_tools.shard_files(out, "train"):
+        for _, _, record in record_io.iter_records(Path(shard).read_bytes(), check_crc=False):
+            features = record_io.parse_example_bytes(record)
+            filenames.append((str(Path(source) / features["image/filename"][0].decode()),
+                              features["image/class/label"][0]))
+    assert len(filenames) == sidecar["splits"]["train"]["images"]
+
+    def loose_files():
+        dataset = tf.data.Dataset.from_tensor_slices(
+            ([path for path, _ in filenames], [label for _, label in filenames])
+        )
+
+        def read(path, label):
+            image = tf.io.decode_jpeg(tf.io.read_file(path), channels=3)
+            return tf.cast(tf.round(tf.image.resize(image, image_size)), tf.uint8), label
+
+        return dataset.map(read, num_parallel_calls=autotune).batch(batch_size).prefetch(autotune)
+
+    def plain_tfrecord():
+        description = {name: tfrecord_tools.FEATURE_DESCRIPTION[name]
+                       for name in ("image/encoded", "image/class/label")}
+
+        def parse(record):
+            features = tf.io.parse_single_example(record, description)
+            image = tf.io.decode_jpeg(features["image/encoded"], channels=3)
+            return tf.cast(tf.round(tf.image.resize(image, image_size)), tf.uint8), features["image/class/label"]
+
+        dataset = tf.data.TFRecordDataset(tfrecord_tools.shard_files(out, "train"), num_parallel_reads=autotune)
+        return dataset.map(parse, num_parallel_calls=autotune).batch(batch_size).prefetch(autotune)
+
+    def load():
+        return tfrecord_tools.load(out, "train", batch_size=batch_size, image_size=image_size, shuffle=False)
+
+    return {"loose JPEG files, tf.data": loose_files, "TFRecord, per-record map": plain_tfrecord,
+            "TFRecord, tfrecord_tools.load": load}
+
+
+def time_reading(dataset_factory):
+    dataset = dataset_factory()
+    for _ in dataset:  # warm-up: page cache, tracing
+        pass
+    best = 0.0
+    for _ in range(config["repeats"]):
+        count = 0
+        started = time.perf_counter()
+        for images, _ in dataset:
+            count += int(images.shape[0])
+        best = max(best, count / (time.perf_counter() - started))
+    return best, count
+
+
+# %% Run
+
+
+def main():
+    arguments = parse_arguments()
+    config["photos"], config["repeats"] = arguments.photos, arguments.repeats
+    scratch = Path(arguments.keep or tempfile.mkdtemp(prefix="tfrecord_speed_"))
+    scratch.mkdir(parents=True, exist_ok=True)
+    folders = {}
+    cifar = find_cifar(arguments.data_dir, scratch)
+    if cifar is None:
+        print(f"skipping CIFAR-10: no JPEG folder found (--data-dir / LAB_DATA_DIR is {arguments.data_dir!r})")
+    else:
+        folders["CIFAR-10 (32 px)"] = (cifar, (32, 32))
+    if config["photos"]:
+        print(f"generating {config['photos']} photos of {config['photo_min_px']}-{config['photo_max_px']} px ...",
+              flush=True)
+        folders["photos (300-800 px)"] = (make_photos(scratch / "photos", config["photos"], config["seed"]),
+                                          (224, 224))
+    if not folders:
+        print("nothing to measure")
+        return
+
+    print(f"\nmachine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; "
+          f"crc32c: {record_io.CRC32C_IMPLEMENTATION}; Python {sys.version.split()[0]}")
+    print("\n== Conversion (write, end to end) ==")
+    header = (f"{'folder':<20} {'workers':>7} {'images':>7} {'MB':>7} {'wall s':>7} {'img/s':>8} {'CPU s':>7} "
+              f"{'check s':>8} {'write s':>8} {'other s':>8}")
+    print(header)
+    print("-" * len(header))
+    outputs = {}
+    for name, (source, _) in folders.items():
+        for workers in config["workers"]:
+            out = scratch / f"out_{name.split()[0]}_{workers}"
+            summary = convert(source, out, workers)
+            phases = summary["phase_seconds"]
+            other = summary["seconds"] - phases["check"] - phases["write"]
+            print(f"{name:<20} {workers:>7} {summary['totals']['images']:>7,} {summary['totals']['bytes'] / 1e6:>7.1f} "
+                  f"{summary['seconds']:>7.2f} {summary['images_per_second']:>8,.0f} {summary['cpu_seconds']:>7.2f} "
+                  f"{phases['check']:>8.2f} {phases['write']:>8.2f} {other:>8.2f}", flush=True)
+            outputs[name] = out
+    print("\n== Where the time goes inside a worker (microseconds per image, one process) ==")
+    header = f"{'folder':<20} {'KB/img':>7}" + "".join(f" {step:>24}" for step in
+                                                       ("open + read (x2)", "sniff + decode check",
+                                                        "SHA-256 (x2)", "Example + framing + CRC"))
+    print(header)
+    print("-" * len(header))
+    for name, (source, _) in folders.items():
+        timings, mean_bytes = per_image_breakdown(source)
+        print(f"{name:<20} {mean_bytes / 1e3:>7.1f}" + "".join(f" {value:>24.1f}" for value in timings.values()),
+              flush=True)
+
+    print("\n== Reading the train split: decode + resize, batches of 256 ==")
+    import tensorflow as tf
+
+    header = f"{'folder':<20} {'pipeline':<32} {'img/s':>9} {'vs loose':>9}"
+    print(header)
+    print("-" * len(header))
+    for name, (source, image_size) in folders.items():
+        pipelines = reading_pipelines(tf, source, outputs[name], image_size)
+        baseline = None
+        for pipeline_name, factory in pipelines.items():
+            rate, _ = time_reading(factory)
+            baseline = baseline or rate
+            print(f"{name:<20} {pipeline_name:<32} {rate:>9,.0f} {rate / baseline:>8.2f}x", flush=True)
+    print(f"\nload average at the end: {os.getloadavg()[0]:.1f}")
+    if not arguments.keep:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

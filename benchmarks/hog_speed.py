@@ -1,9 +1,9 @@
 """
 Title: HOG speed: the lab's per-pixel loop, scikit-image, and common.hog
-Description: How long HOG features of CIFAR-10's 60,000 32x32 images take. Measured on the
-    2-core development machine, real CIFAR-10 JPEGs: the lab's loop about 3.5 ms per image
-    (about 210 s for 60,000), common.hog about 1.0-1.5 s for all 60,000 (130-200x
-    faster), with the same numbers (max difference ~1e-16).
+Description: How long HOG features of CIFAR-10's 60,000 32x32 images take. Measured on
+    real CIFAR-10 JPEGs, 2 cores shared with other jobs (two runs): the lab's loop 3.3-8.1
+    ms per image (198-486 s for 60,000), skimage.feature.hog 12-23 s, common.hog 1.0-2.1
+    s (190-230x the lab's loop), with bit-identical features (max difference 0.0).
 Run: python benchmarks/hog_speed.py --data-dir /work/data/cifar10
 
 The lab's loop and skimage run on a sample and are scaled to 60,000 images (they

@@ -214,7 +214,9 @@ def cell_histograms(
     """
     images, single = _as_gray_batch(images)
     cell_height, cell_width = _check_pair("pixels_per_cell", pixels_per_cell)
-    layout = _Layout.create(images.shape[1:], orientations, pixels_per_cell, (1, 1), cell_height)
+    # Blocks play no part here; any stride that is a whole number of cells will do.
+    layout = _Layout.create(images.shape[1:], orientations, pixels_per_cell, (1, 1),
+                            math.lcm(cell_height, cell_width))
     chunk_size = _check_chunk_size(chunk_size)
     histograms = np.empty((len(images), *layout.cell_grid, layout.orientations), dtype=np.float64)
     for start in range(0, len(images), chunk_size):

@@ -206,8 +206,14 @@ def test_cell_histograms_hold_every_magnitude_of_their_cell():
     gy = np.zeros((32, 32))
     gx[1:-1, 1:-1] = image[1:-1, :-2] - image[1:-1, 2:]
     gy[1:-1, 1:-1] = image[2:, 1:-1] - image[:-2, 1:-1]
-    magnitude = np.sqrt(gx ** 2 + gy ** 2).reshape(4, 8, 4, 8).sum(axis=(1, 3))
-    np.testing.assert_allclose(histograms.sum(axis=-1), magnitude, rtol=1e-12)
+    magnitude = np.sqrt(gx ** 2 + gy ** 2)
+    np.testing.assert_allclose(histograms.sum(axis=-1), magnitude.reshape(4, 8, 4, 8).sum(axis=(1, 3)),
+                               rtol=1e-12)
+    # Non-square cells; the pixels beyond the last whole cell (row 30, 31) belong to none.
+    tall = hog.cell_histograms(image, pixels_per_cell=(6, 4))
+    assert tall.shape == (5, 8, 8)
+    np.testing.assert_allclose(tall.sum(axis=-1), magnitude[:30].reshape(5, 6, 8, 4).sum(axis=(1, 3)),
+                               rtol=1e-12)
 
 
 def test_grayscale_is_the_lab_luma():

@@ -46,9 +46,14 @@ are the steadier ones), command
     photos (300-800 px)  TFRecord, per-record map               296     1.01x
     photos (300-800 px)  TFRecord, tfrecord_tools.load          310     1.05x
 
-Where the time goes: all of a conversion is 6-8 CPU-seconds for the 60,000 CIFAR
-JPEGs (~100-130 us per image: reading each file twice, the decode check in
-libjpeg, hashing, a hand-written Example serialiser and C CRC-32C), so 2
+Where the time goes, per image inside one worker (a later run, load average 6)::
+
+    folder                KB/img   open + read (x2)   sniff + decode check   SHA-256 (x2)   Example + framing + CRC
+    CIFAR-10 (32 px)         0.9               34.7                   70.7            2.2                      15.8
+    photos (300-800 px)     84.7              146.5                 2195.4          140.5                      87.4
+
+All of a conversion is 6-8 CPU-seconds for the 60,000 CIFAR JPEGs (the table
+above plus ~15 us per image in the parent: walking, planning, collecting), so 2
 uncontended cores have the work for well over 6,000 images/s; on this loaded
 machine the second worker mostly competed with other jobs (earlier runs the
 same day: 2 workers 2,037 and 1,917 images/s, 1 worker 2,812 and 4,414). For the photos the decode check is

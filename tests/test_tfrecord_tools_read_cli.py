@@ -229,3 +229,29 @@ def test_decoded_bytes_match_pillow(written):
         ours = np.asarray(Image.open(io.BytesIO(encoded)).convert("RGB"))
         # TensorFlow's default IDCT (INTEGER_FAST) differs from libjpeg's ISLOW by a few levels on noise.
         assert np.abs(tf.io.decode_jpeg(encoded, channels=3).numpy().astype(int) - ours).max() <= 8
+
+
+def test_ctrl_c_stops_cleanly_and_the_same_command_finishes(tmp_path):
+    """SIGINT to the whole process group (as a terminal sends it): one line, exit 130, no traceback."""
+    import signal
+    import time
+
+    source = make_class_folder(tmp_path / "src", per_class=4)
+    out = tmp_path / "out"
+    arguments = [sys.executable, "-m", "tfrecord_tools", "write", str(source), str(out), "--workers", "2",
+                 "--num-shards", "2", "--no-progress"]
+    process = subprocess.Popen(arguments, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONPATH": str(REPO_ROOT),
+                                    "TFRECORD_TOOLS_TEST_RECORD_DELAY": "0.2"},
+                               start_new_session=True)
+    deadline = time.monotonic() + 60
+    while not (out.exists() and any(name.startswith(".incomplete-") for name in os.listdir(out))):
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.02)
+    os.killpg(process.pid, signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    finished = run_cli("write", source, out, "--workers", "1", "--num-shards", "2", "--no-progress")
+    assert finished.returncode == 0, finished.stderr
+    assert run_cli("verify", out).returncode == 0

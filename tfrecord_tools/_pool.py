@@ -16,7 +16,10 @@ main script; we show them a blank ``__main__`` while the pool starts.
 import contextlib
 import multiprocessing
 import os
+import signal
 import sys
+import threading
+import time
 import types
 
 
@@ -39,6 +42,26 @@ def _blank_main_module():
             sys.modules["__main__"] = real_main
 
 
+def _prepare_worker(initializer, initargs):
+    """Runs first in every worker process."""
+    # Ctrl-C reaches the whole process group; the parent handles it (and stops the
+    # pool), so the workers ignore it instead of each printing a traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = os.getppid()
+
+    def exit_when_orphaned():
+        # If the parent is killed, stop rather than finish (and, when writing, rename)
+        # a shard behind the back of the re-run that will follow.
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=exit_when_orphaned, daemon=True).start()
+    if initializer is not None:
+        initializer(*initargs)
+
+
 def start_pool(workers, initializer=None, initargs=()):
     """Start ``workers`` spawned processes; the caller closes the pool.
 
@@ -53,4 +76,4 @@ def start_pool(workers, initializer=None, initargs=()):
     with _blank_main_module():
         # Pool starts all its processes in the constructor, so the blank main
         # module is in place exactly while the children read it.
-        return context.Pool(workers, initializer=initializer, initargs=initargs)
+        return context.Pool(workers, initializer=_prepare_worker, initargs=(initializer, initargs))

@@ -25,7 +25,6 @@ import math
 import multiprocessing
 import os
 import random
-import threading
 import time
 
 from . import __version__, _pool
@@ -176,17 +175,6 @@ _progress_counter = None  # a multiprocessing.Value shared with the parent, set 
 def _worker_init(counter):
     global _progress_counter
     _progress_counter = counter
-    parent = os.getppid()
-
-    def exit_when_orphaned():
-        # If the parent is killed, stop rather than finish and rename a shard
-        # behind the back of the re-run that will follow.
-        while True:
-            time.sleep(0.5)
-            if os.getppid() != parent:
-                os._exit(1)
-
-    threading.Thread(target=exit_when_orphaned, daemon=True).start()
 
 
 def _example_features(entry, encoded):

@@ -169,6 +169,14 @@ def test_fast_jpeg_path_decodes_like_pillow():
         assert fast is not None and fast.mode == mode
         assert np.array_equal(np.asarray(fast), np.asarray(Image.open(io.BytesIO(data))))
     progressive = image_bytes(size=(40, 30), seed=3, progressive=True)
+    assert encode._jpeg_frame_header(progressive) == (0xC2, 8, 30, 40, 3)
+    assert encode._jpeg_frame_header(image_bytes(size=(5, 7), mode="L")) == (0xC0, 8, 7, 5, 1)
+    # An arithmetic-coded frame (SOF9) is not kept as is: some libjpeg builds cannot read it.
+    baseline = image_bytes(size=(8, 8), seed=4)
+    sof = baseline.index(b"\xff\xc0")
+    arithmetic = baseline[: sof + 1] + b"\xc9" + baseline[sof + 2 :]
+    assert not encode.keeps_original_bytes(Image.open(io.BytesIO(baseline)), "jpeg", arithmetic)
+    assert encode.keeps_original_bytes(Image.open(io.BytesIO(baseline)), "jpeg", baseline)
     assert np.array_equal(
         np.asarray(encode._open_common_jpeg(progressive, 10**9)), np.asarray(Image.open(io.BytesIO(progressive)))
     )

@@ -12,6 +12,9 @@ them:
    (PNG, GIF's first frame, BMP, WebP, TIFF, CMYK JPEG, alpha, 16-bit) is
    re-encoded to an RGB JPEG by :func:`to_rgb_jpeg`, so the stored
    ``image/format`` is always ``jpeg`` and ``image/channels`` is 1 or 3.
+
+EXIF orientation is not applied, as neither ``tf.io.decode_jpeg`` nor Keras's
+image loaders apply it: the stored pixels are the ones training will see.
 """
 
 import hashlib
@@ -196,9 +199,17 @@ def open_checked(data, max_pixels=DEFAULT_MAX_PIXELS):
     return image, source_format
 
 
-def keeps_original_bytes(image, source_format):
-    """True when the file is a JPEG that tf.io.decode_jpeg reads as RGB or grayscale."""
-    return source_format == "jpeg" and image.mode in ("RGB", "L")
+def keeps_original_bytes(image, source_format, data):
+    """True when the file is a JPEG that every decoder reads as RGB or grayscale.
+
+    That is an 8-bit Huffman-coded JPEG (baseline, extended or progressive) with 1
+    or 3 components. Arithmetic-coded, lossless and 12-bit JPEGs, which some
+    builds of libjpeg (and so tf.io.decode_jpeg) refuse, are re-encoded.
+    """
+    if source_format != "jpeg" or image.mode not in ("RGB", "L"):
+        return False
+    header = _jpeg_frame_header(data)
+    return header is not None and header[0] in _FAST_SOF_MARKERS and header[1] == 8
 
 
 def _to_8_bit_rgb(image):
@@ -274,7 +285,7 @@ def check_image(data, max_pixels=DEFAULT_MAX_PIXELS):
         The file is not a usable image.
     """
     image, source_format = open_checked(data, max_pixels)
-    keep = keeps_original_bytes(image, source_format)
+    keep = keeps_original_bytes(image, source_format, data)
     return {
         "source_format": source_format,
         "mode": image.mode,
@@ -289,6 +300,6 @@ def check_image(data, max_pixels=DEFAULT_MAX_PIXELS):
 def stored_jpeg_bytes(data, max_pixels=DEFAULT_MAX_PIXELS):
     """The bytes to store for a source file: itself, or its RGB JPEG re-encoding."""
     image, source_format = open_checked(data, max_pixels)
-    if keeps_original_bytes(image, source_format):
+    if keeps_original_bytes(image, source_format, data):
         return data
     return to_rgb_jpeg(image)

@@ -25,6 +25,8 @@ from .errors import BadImageError, SourceFolderError
 
 #: Top-level folder names that mean SRC is already split.
 SPLIT_NAMES = ("train", "validation", "test")
+#: What a worker reports for a good file (check_image's keys, then the file size).
+_CHECKED_FIELDS = ("source_format", "mode", "height", "width", "channels", "reencode", "sha256", "num_bytes")
 #: Files per task sent to a worker: large enough to amortise the IPC round trip.
 _CHUNK_FILES = 256
 
@@ -312,7 +314,8 @@ def _check_chunk(task):
 
     Returns
     -------
-    list of (relative_path, dict or None, reason or None, category or None)
+    list of (relative_path, tuple or None, reason or None, category or None)
+        The tuple holds the values of ``_CHECKED_FIELDS``.
     """
     files, max_pixels = task
     results = []
@@ -325,8 +328,8 @@ def _check_chunk(task):
             continue
         try:
             checked = check_image(data, max_pixels)
-            checked["num_bytes"] = len(data)
-            results.append((relative, checked, None, None))
+            # A tuple in _CHECKED_FIELDS order pickles in about half the time of the dict.
+            results.append((relative, (*(checked[name] for name in _CHECKED_FIELDS[:-1]), len(data)), None, None))
         except ImageCheckError as error:
             results.append((relative, None, error.reason, error.category))
     return results
@@ -419,7 +422,7 @@ def scan_images(source, *, workers=None, on_error="skip", max_pixels=DEFAULT_MAX
                     class_name=class_name,
                     label=label_to_index[class_name],
                     split=split,
-                    **checked,
+                    **dict(zip(_CHECKED_FIELDS, checked, strict=True)),
                 )
             )
     finally:

@@ -819,19 +819,20 @@ def _draw_standin(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     dx = xx[None] - centre[:, 1, None, None]
     u = np.cos(angle) * dx + np.sin(angle) * dy
     v = -np.sin(angle) * dx + np.cos(angle) * dy
-    radius = np.sqrt(u**2 + v**2)
-    masks = {
-        "disk": radius <= size,
-        "square": np.maximum(np.abs(u), np.abs(v)) <= size * 0.8,
-        "triangle": np.all([np.cos(t) * u + np.sin(t) * v <= size * 0.5
-                            for t in (np.pi / 2, np.pi / 2 + 2 * np.pi / 3, np.pi / 2 + 4 * np.pi / 3)], axis=0),
-        "ring": (radius <= size) & (radius >= size * 0.55),
-        "cross": ((np.abs(u) <= size * 0.3) & (np.abs(v) <= size)) | ((np.abs(v) <= size * 0.3) & (np.abs(u) <= size)),
+    shape_tests = {
+        "disk": lambda u, v, r, s: r <= s,
+        "square": lambda u, v, r, s: np.maximum(np.abs(u), np.abs(v)) <= s * 0.8,
+        "triangle": lambda u, v, r, s: np.all(
+            [np.cos(t) * u + np.sin(t) * v <= s * 0.5 for t in np.pi / 2 + np.arange(3) * 2 * np.pi / 3], axis=0),
+        "ring": lambda u, v, r, s: (r <= s) & (r >= s * 0.55),
+        "cross": lambda u, v, r, s: ((np.abs(u) <= s * 0.3) & (np.abs(v) <= s))
+        | ((np.abs(v) <= s * 0.3) & (np.abs(u) <= s)),
     }
     mask = np.zeros((count, 32, 32), dtype=bool)
-    for index, name in enumerate(STANDIN_SHAPES):
+    for index, name in enumerate(STANDIN_SHAPES):  # each shape's test only on its own images
         chosen = shape_index == index
-        mask[chosen] = masks[name][chosen]
+        u_chosen, v_chosen = u[chosen], v[chosen]
+        mask[chosen] = shape_tests[name](u_chosen, v_chosen, np.sqrt(u_chosen**2 + v_chosen**2), size[chosen])
 
     # Object: a hue from its family, scaled to a random luma.
     object_luma = rng.uniform(0.25, 0.8, size=count)
@@ -852,11 +853,12 @@ def _draw_standin(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     background = background_hue * (background_luma / (background_hue @ _LUMA))[:, None]
     gradient_direction = rng.uniform(0, 2 * np.pi, size=count)[:, None, None]
     gradient = (np.cos(gradient_direction) * (xx[None] - 16) + np.sin(gradient_direction) * (yy[None] - 16)) / 16
+    gradient = gradient.astype(np.float32)
     gradient *= rng.uniform(0.0, 0.12, size=count)[:, None, None]
 
-    pictures = np.where(mask[..., None], object_colour[:, None, None, :],
-                        background[:, None, None, :] + gradient[..., None])
-    pictures += rng.normal(0.0, 0.04, size=pictures.shape)
+    pictures = np.where(mask[..., None], object_colour[:, None, None, :].astype(np.float32),
+                        (background[:, None, None, :] + gradient[..., None]).astype(np.float32))
+    pictures += rng.standard_normal(size=pictures.shape, dtype=np.float32) * np.float32(0.04)
     return np.clip(np.rint(pictures * 255), 0, 255).astype(np.uint8)
 
 

@@ -211,7 +211,8 @@ def test_timelined_benchmark_records_wait_train_test_epoch_and_metrics():
     assert all(row["train_images"] == 40 and 0 <= row["input_wait_share"] < 1 for row in history)
     counts = Counter((span.stage, span.epoch) for span in recorder.spans())
     assert counts[("Train", 0)] == counts[("Test", 1)] == 3
-    assert counts[("Wait", 0)] == 6 and counts[("Epoch", 1)] == 1
+    # One Wait per batch, plus one per loop for the end of the data (3 + 1 train, 3 + 1 test).
+    assert counts[("Wait", 0)] == 8 and counts[("Epoch", 1)] == 1
     train_examples = [row for span in recorder.spans() if span.stage == "Train" and span.epoch == 0
                       for row in span.examples]
     assert sorted(int(row[2]) for row in train_examples) == list(range(40))

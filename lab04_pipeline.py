@@ -2,11 +2,12 @@
 Title: Input pipelines with tf.data, measured on a timeline
 Description: The same CNN (1,068,810 parameters), the same augmentation and 2 epochs,
 fed by a naive pipeline (one image at a time through Python) and an optimized one
-(parallel interleaved reads, a vectorised parallel map, cache, prefetch). On real
-CIFAR-10 on 2 CPU cores the optimized run is several times faster in total, its
-trainer waits for input less than 5% of the time, and from epoch 2 on Open, Read and
-Map vanish from its timeline (cache); measured figures are in the README of issue 5
-and in every run's metrics.json.
+(parallel interleaved reads, a vectorised parallel map, cache, prefetch). Measured on
+real CIFAR-10 (JPEG folder) on a shared 2-core CPU machine: with --limit 5000, naive
+99.8 s against optimized 11.2 s for 2 epochs, the trainer waiting for input 89% against
+5% of the time; on all 50,000 images the optimized run takes 80-142 s and reaches
+0.57-0.58 test accuracy (the lab: 0.578), and from epoch 2 on Open, Read and Map vanish
+from its timeline (cache).
 Run: python lab04_pipeline.py --data-dir /work/data/cifar10   (quick: --data standin --limit 2000)
 """
 
@@ -41,6 +42,8 @@ parser.add_argument("--shuffle-buffer", type=int, default=10_000,
 parser.add_argument("--cache", choices=["after-map", "before-map"], default="after-map",
                     help="where the optimized pipeline caches: after the random map as the lab does "
                          "(fastest; replays epoch 1's crops), or before it (fresh augmentation every epoch)")
+parser.add_argument("--pipelines", nargs="+", choices=["naive", "optimized"], default=["naive", "optimized"],
+                    help="which pipelines to train with (default both; the naive one is the slow one)")
 parser.add_argument("--practical-batches", type=int, default=50,
                     help="batches to time in the 'in practical use' section")
 config = cli.parse(parser)
@@ -362,10 +365,14 @@ train_steps = len(train_files) * rows_in_each_file // config.batch_size
 test_steps = -(-len(test_files) * rows_in_each_file // config.batch_size)
 
 results = {}
-for name, train_dataset, test_dataset, recorder in [
-    ("naive", naive_train, naive_test, naive_recorder),
-    ("optimized", optimized_train, optimized_test, optimized_recorder),
+recorders = {"naive": naive_recorder, "optimized": optimized_recorder}
+for name, train_dataset, test_dataset in [
+    ("naive", naive_train, naive_test),
+    ("optimized", optimized_train, optimized_test),
 ]:
+    if name not in config.pipelines:
+        continue
+    recorder = recorders[name]
     report.banner(f"{name} pipeline: {config.epochs} epochs")
     model.load_weights(initial_weights)
     clock = report.Stopwatch()
@@ -386,8 +393,7 @@ for name, train_dataset, test_dataset, recorder in [
 
 # %%
 for name in results:
-    recorder = naive_recorder if name == "naive" else optimized_recorder
-    timeline.draw_timeline(recorder, f"{name} pipeline: {results[name]['seconds']:.1f} s",
+    timeline.draw_timeline(recorders[name], f"{name} pipeline: {results[name]['seconds']:.1f} s",
                            annotate=True, path=config.out / f"timeline_{name}.png")
 
 # %% [markdown]
@@ -412,15 +418,33 @@ for name, result in results.items():
             if any(epoch > 0 for epoch in stages.get(stage, {}).get("epochs", []))),
     })
 header = f"{'pipeline':<10} {'total s':>8} {'per-epoch s':>18} {'images/s':>9} {'test acc':>9} {'input wait':>10}"
-print(header)
-print("-" * len(header))
+lines = [header, "-" * len(header)]
 for row in table:
     per_epoch = " / ".join(f"{seconds:.1f}" for seconds in row["epoch_s"])
-    print(f"{row['pipeline']:<10} {row['total_s']:>8.1f} {per_epoch:>18} {row['images_per_s']:>9.0f} "
-          f"{row['test_accuracy']:>9.4f} {100 * row['input_wait_share']:>9.1f}%")
-speedup = results["naive"]["seconds"] / results["optimized"]["seconds"]
-print(f"optimized is {speedup:.1f}x faster; Open/Read/Map recorded after epoch 1: "
-      f"naive {table[0]['pipeline_stages_after_epoch_1']}, optimized {table[1]['pipeline_stages_after_epoch_1']}")
+    lines.append(f"{row['pipeline']:<10} {row['total_s']:>8.1f} {per_epoch:>18} {row['images_per_s']:>9.0f} "
+                 f"{row['test_accuracy']:>9.4f} {100 * row['input_wait_share']:>9.1f}%")
+print("\n".join(lines))
+with report.atomic_path(config.out / "comparison.txt") as temporary:
+    temporary.write_text("\n".join(lines) + "\n", encoding="utf-8")
+for row in table:
+    print(f"{row['pipeline']}: Open/Read/Map recorded after epoch 1: {row['pipeline_stages_after_epoch_1']}")
+speedup = None
+if len(results) == 2:
+    speedup = results["naive"]["seconds"] / results["optimized"]["seconds"]
+    print(f"optimized is {speedup:.1f}x faster in total")
+
+# %% [markdown]
+# ## What made the difference
+# The naive trainer spends most of its time waiting: every image goes through
+# Python on its own (`tf.py_function`), so the CPU pays per-image overhead instead
+# of working on pixels, and none of it overlaps with training. The optimized
+# pipeline runs the same augmentation as a few graph operations per batch of 64, in
+# parallel threads, prepared by `prefetch` while the model trains and, from epoch 2
+# on, served from the cache, so the trainer hardly waits at all.
+#
+# The result depends on the machine: with a GPU the training step gets much
+# shorter and the input pipeline matters even more; decoding JPEG or PNG files
+# (the assignment) costs more than reading pickled arrays, which widens the gap.
 
 # %% [markdown]
 # ## In practical use (a simple demo)
@@ -557,9 +581,11 @@ metrics = {
     "run": report.run_info(),
 }
 report.write_json(config.out / "metrics.json", metrics)
-print(report.summary_line(
-    "lab04",
-    naive_s=results["naive"]["seconds"], optimized_s=results["optimized"]["seconds"], speedup=speedup,
-    naive_accuracy=table[0]["test_accuracy"], optimized_accuracy=table[1]["test_accuracy"],
-    optimized_input_wait=table[1]["input_wait_share"], total_s=run_clock.seconds,
-))
+summary = {}
+for row in table:
+    summary[f"{row['pipeline']}_s"] = row["total_s"]
+    summary[f"{row['pipeline']}_accuracy"] = row["test_accuracy"]
+    summary[f"{row['pipeline']}_input_wait"] = row["input_wait_share"]
+if speedup is not None:
+    summary["speedup"] = speedup
+print(report.summary_line("lab04", **summary, total_s=run_clock.seconds))

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-FIGURES = ("batch_sizes.png", "shuffle_repeat.png", "timeline_naive.png", "timeline_optimized.png",
+OUTPUTS = ("comparison.txt", "batch_sizes.png", "shuffle_repeat.png", "timeline_naive.png", "timeline_optimized.png",
            "practical_batch.png")
 
 
@@ -24,8 +24,11 @@ def test_lab04_runs_on_the_standin(tmp_path):
     result = _run("--data", "standin", "--epochs", "1", "--limit", "256", "--out", str(tmp_path))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "lab04 | naive_s=" in result.stdout.strip().splitlines()[-1]
+    assert "| speedup=" in result.stdout.strip().splitlines()[-1]
 
-    for name in FIGURES:
+    comparison = (tmp_path / "comparison.txt").read_text()
+    assert "naive" in comparison and "optimized" in comparison
+    for name in OUTPUTS[1:]:
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     assert (tmp_path / "initial.weights.h5").stat().st_size > 1_000_000  # 1,068,810 float32 weights
     assert not list(tmp_path.glob(".*partial*"))

@@ -63,8 +63,9 @@ parser.add_argument(
     "GPUs and for CPUs with native bfloat16 instructions, where it is faster; off elsewhere)",
 )
 config = cli.parse(parser)
-if config.pipeline_batch_size < 1:
-    parser.error(f"--pipeline-batch-size {config.pipeline_batch_size}: expected a positive whole number")
+for flag, value in (("--pipeline-batch-size", config.pipeline_batch_size), ("--cpu-devices", config.cpu_devices)):
+    if value < 1:
+        parser.error(f"{flag} {value}: expected a positive whole number")
 
 import numpy as np
 import tensorflow as tf

@@ -26,8 +26,10 @@ tf.distribute splits across the replicas.
 #   0.96-1.09x (same speed, a quarter of the memory); XLA jit_compile 0.6x (slower on
 #   CPU); mixed_bfloat16 1.3-1.6x: the one cheap win, so it is on by default where the
 #   CPU computes bfloat16 natively. Batch 64 or 128 gives the same images/s on CPU.
-# bfloat16 keeps the results: pipeline model 0.6514 (bfloat16) vs 0.6580 (float32);
-# with the lab's effective augmentation (centre crop + flip) 0.6859 vs 0.6897.
+# bfloat16 keeps the results within run-to-run noise: arrays model 0.7156 (bfloat16) vs
+# 0.7290 (float32, --no-mixed-precision, its test accuracy swung 0.53-0.73 over epochs
+# 3-5); pipeline model 0.6514 vs 0.6580, and with the lab's effective augmentation
+# (centre crop + flip) 0.6859 vs 0.6897 (the last four from a pipeline-only script).
 
 # %% [markdown]
 # ## Setup

@@ -75,3 +75,23 @@ def test_brightness_shift_is_on_the_unit_scale():
 def test_rejects_images_of_the_wrong_rank():
     with pytest.raises(ValueError, match="expected an image"):
         augment.train_map(np.zeros((32, 32), dtype=np.uint8))
+
+
+def test_lab_recipe_is_the_centre_crop_flipped_or_not():
+    """crop='center', colour=False is what the lab's map really did: test_map's crop, maybe mirrored."""
+    images = random_images(16)
+    tf.random.set_seed(2)
+    trained = augment.train_map(images, crop="center", colour=False).numpy()
+    tested = augment.test_map(images).numpy()
+    flipped = 0
+    for train_crop, test_crop in zip(trained, tested, strict=True):
+        if np.allclose(train_crop, test_crop, atol=1e-5):
+            continue
+        np.testing.assert_allclose(train_crop, test_crop[:, ::-1], atol=1e-5)
+        flipped += 1
+    assert 0 < flipped < 16
+
+
+def test_unknown_crop_is_rejected():
+    with pytest.raises(ValueError, match="crop='corner'"):
+        augment.train_map(random_images(1), crop="corner")

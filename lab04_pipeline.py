@@ -3,11 +3,12 @@ Title: Input pipelines with tf.data, measured on a timeline
 Description: The same CNN (1,068,810 parameters), the same augmentation and 2 epochs,
 fed by a naive pipeline (one image at a time through Python) and an optimized one
 (parallel interleaved reads, a vectorised parallel map, cache, prefetch). Measured on
-real CIFAR-10 (JPEG folder) on a shared 2-core CPU machine, 2 epochs: naive 1137 s
-against optimized 88 s (12.9x), test accuracy 0.54 and 0.57 (the lab: 0.578); the naive
-trainer waits for input 90% of the time, the optimized one about 2-3% between steps
-plus a 6-10 s stall when each training pass ends (22% in all); from epoch 2 on Open,
-Read and Map vanish from the optimized timeline (cache).
+real CIFAR-10 (JPEG folder) on a 2-core CPU machine, 2 epochs: naive 1137 s (under load
+from other jobs) against optimized 70 s (88 s under the same load: 12.9x), test accuracy
+0.54 and 0.57 (the lab: 0.578). The naive trainer waits for input 90% of the time, the
+optimized one 2.5% (3.2% in epoch 1, 1.6% in epoch 2). From epoch 2 on Open, Read and
+Map vanish from the optimized timeline (cache). Deleting iterators that read a cache
+costs TensorFlow 8-12 s; it is drawn as a separate Teardown row after the last epoch.
 Run: python lab04_pipeline.py --data-dir /work/data/cifar10   (quick: --data standin --limit 2000)
 """
 

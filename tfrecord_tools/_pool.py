@@ -73,7 +73,25 @@ def start_pool(workers, initializer=None, initargs=()):
         As for :class:`multiprocessing.pool.Pool`.
     """
     context = multiprocessing.get_context("spawn")
-    with _blank_main_module():
+    with _blank_main_module(), _children_ignore_ctrl_c():
         # Pool starts all its processes in the constructor, so the blank main
         # module is in place exactly while the children read it.
         return context.Pool(workers, initializer=_prepare_worker, initargs=(initializer, initargs))
+
+
+@contextlib.contextmanager
+def _children_ignore_ctrl_c():
+    """Ignore SIGINT while the workers start, so they inherit "ignore" through exec.
+
+    ``_prepare_worker`` also ignores it, but only once the child has imported
+    enough to run it: a Ctrl-C in the first milliseconds would otherwise print a
+    traceback from inside ``multiprocessing.spawn`` in every starting worker.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be changed from the main thread
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

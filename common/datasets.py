@@ -221,16 +221,11 @@ def load_mnist(
     _check_choice("data", data, DATA_CHOICES)
     _check_choice("dataset", dataset, ("mnist", "fashion_mnist"))
     class_names = MNIST_CLASSES if dataset == "mnist" else FASHION_MNIST_CLASSES
-    if data != "standin":
-        try:
-            arrays, source = _find_or_download_mnist(dataset, data_dir)
-            return ImageSplits(*arrays, class_names, dataset, source).subset(limit, seed)
-        except DownloadError as error:
-            if data == "real":
-                raise UserError(_mnist_instructions(dataset, error)) from None
-            reason = str(error)
-    else:
-        reason = "--data standin"
+    found, reason = _real_or_why_not(data, lambda: _find_or_download_mnist(dataset, data_dir),
+                                     lambda error: _mnist_instructions(dataset, error))
+    if found is not None:
+        arrays, source = found
+        return ImageSplits(*arrays, class_names, dataset, source).subset(limit, seed)
     splits = _mnist_standin(seed)
     if dataset == "fashion_mnist":
         splits.name = "fashion_mnist"
@@ -264,16 +259,9 @@ def load_cifar10(
         As :func:`load_mnist`.
     """
     _check_choice("data", data, DATA_CHOICES)
-    if data != "standin":
-        try:
-            splits = _find_or_download_cifar10(data_dir)
-            return splits.subset(limit, seed)
-        except DownloadError as error:
-            if data == "real":
-                raise UserError(_cifar10_instructions(error)) from None
-            reason = str(error)
-    else:
-        reason = "--data standin"
+    found, reason = _real_or_why_not(data, lambda: _find_or_download_cifar10(data_dir), _cifar10_instructions)
+    if found is not None:
+        return found.subset(limit, seed)
     splits = make_cifar10_standin(seed=seed)
     _announce_standin("cifar10", splits.source, reason)
     return splits.subset(limit, seed)
@@ -290,15 +278,10 @@ def cifar10_batches(
     batches by hand (:func:`read_cifar10_batch`) runs unchanged on every source.
     """
     _check_choice("data", data, DATA_CHOICES)
-    if data != "standin":
-        try:
-            return _find_or_download_cifar10_batches(data_dir)
-        except DownloadError as error:
-            if data == "real":
-                raise UserError(_cifar10_instructions(error)) from None
-            reason = str(error)
-    else:
-        reason = "--data standin"
+    found, reason = _real_or_why_not(data, lambda: _find_or_download_cifar10_batches(data_dir),
+                                     _cifar10_instructions)
+    if found is not None:
+        return found
     splits = make_cifar10_standin(seed=seed)
     _announce_standin("cifar10", splits.source, reason)
     folder = cache_dir() / f"{CIFAR10_FOLDER}-standin-seed{seed}"
@@ -877,6 +860,22 @@ def _umask() -> int:
     current = os.umask(0)
     os.umask(current)
     return current
+
+
+def _real_or_why_not(data: str, find_real, instructions):
+    """``(find_real(), None)``, or ``(None, why the stand-in is used)`` for ``data="auto"``.
+
+    ``data="real"`` turns a failed download into a :class:`UserError` built by
+    ``instructions(error)``; ``data="standin"`` never looks for the real data.
+    """
+    if data == "standin":
+        return None, "--data standin"
+    try:
+        return find_real(), None
+    except DownloadError as error:
+        if data == "real":
+            raise UserError(instructions(error)) from None
+        return None, str(error)
 
 
 def _announce_standin(dataset: str, source: str, reason: str) -> None:

@@ -90,6 +90,19 @@ def test_shuffled_and_cached_epochs_hold_the_same_images(written):
     assert epochs[0] != epochs[1]  # reshuffled each epoch, from the cache
 
 
+def test_reading_options_change_speed_not_contents(written):
+    """``parallel_reads`` and ``autotune`` are performance switches only; the
+    autotuner is off unless asked for (it left a core idle on small machines)."""
+    _, out = written
+    default = tfrecord_tools.load(out, "train", batch_size=None, shuffle=False)
+    assert default.options().autotune.enabled is False
+    contents = [digest(image.numpy()) for image, _ in default]
+    for options in ({"parallel_reads": True}, {"autotune": True}):
+        dataset = tfrecord_tools.load(out, "train", batch_size=None, shuffle=False, **options)
+        assert [digest(image.numpy()) for image, _ in dataset] == contents  # same order too: deterministic
+    assert tfrecord_tools.load(out, "train", autotune=True).options().autotune.enabled is True
+
+
 def test_parse_example_gives_every_feature(written):
     _, out = written
     records = tf.data.TFRecordDataset(tfrecord_tools.shard_files(out, "test"))

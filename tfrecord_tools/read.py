@@ -5,7 +5,7 @@ The pipeline :func:`load` builds, and why each step is there::
     shard file names (from dataset.json, not a glob: unfinished shards never match)
     -> shard(num_input_pipelines, input_pipeline_id)   each worker of a multi-worker job reads its own files
     -> shuffle(file names)                             a new file order every epoch (train only)
-    -> interleave(TFRecordDataset, parallel)           read several files at once
+    -> interleave(TFRecordDataset)                     records from several files in turn
     -> shuffle(records)                                records are small: shuffle before decoding
     small images of one size (CIFAR):
     -> batch(batch_size) -> map(parse_example + map_fn(decode), parallel) -> resize the batch
@@ -20,6 +20,22 @@ to the size the images already have is skipped.
 With ``cache`` the decoded (cropped, resized) images are cached one by one and
 the record shuffle moves after the cache, so each epoch still gets a new order
 without decoding again.
+
+Two choices were made by measurement (``benchmarks/tfrecord_speed.py`` and the
+numbers in :func:`load`'s docstring, 2-core machine, 2026-11-25):
+
+* Shards are interleaved in one thread unless ``parallel_reads=True``. Parallel
+  reads pay off on network storage; from a local disk one thread keeps up, and
+  handing single records between threads costs more than it saves (CIFAR-10,
+  decode included: 73,000 records/s in one thread, 48,000 in parallel).
+* tf.data's autotuner is off unless ``autotune=True``. On 2 cores it left one
+  core idle in about 4 passes out of 10 (decoding then ran at half speed:
+  39,000 instead of 65,000-76,000 images/s for CIFAR, 627 instead of 1,250 for
+  photos), even with fixed ``num_parallel_calls``; with it off, every pass used
+  both cores. Off, an ``AUTOTUNE`` parallelism means ``min(16, CPU cores)``
+  threads, which is what a decode-bound reader wants, and ``prefetch`` still
+  sizes its buffer itself. The option carries over to maps a user adds after
+  :func:`load`.
 """
 
 import os
@@ -28,6 +44,8 @@ import tensorflow as tf
 
 from .errors import TFRecordToolsError
 from .sidecar import read_sidecar
+
+AUTOTUNE = tf.data.AUTOTUNE
 
 #: The ``features`` argument of ``tf.io.parse_single_example`` for our records.
 FEATURE_DESCRIPTION = {
@@ -107,7 +125,7 @@ def _crop_window(height, width, crop):
 
 def load(out, split, *, batch_size=32, image_size=None, crop=None, shuffle=None, seed=None,
          shuffle_buffer=10_000, cache=False, channels=3, dtype="uint8", num_input_pipelines=1,
-         input_pipeline_id=0, drop_remainder=False, parse_batch_size=256):
+         input_pipeline_id=0, drop_remainder=False, parse_batch_size=256, parallel_reads=False, autotune=False):
     """A ``tf.data.Dataset`` of ``(images, labels)`` batches read from the shards.
 
     Parameters
@@ -142,6 +160,13 @@ def load(out, split, *, batch_size=32, image_size=None, crop=None, shuffle=None,
         Drop a last, smaller batch.
     parse_batch_size : int
         Records parsed per ``tf.io.parse_example`` call.
+    parallel_reads : bool
+        Read the shards in parallel threads: for network storage (GCS, NFS). From
+        a local disk one thread is faster (see the module docstring).
+    autotune : bool
+        Leave tf.data's autotuner on (``tf.data.Options().autotune.enabled``).
+        Off by default: on small machines it sometimes leaves a core idle (see the
+        module docstring).
 
     Returns
     -------
@@ -179,7 +204,6 @@ def load(out, split, *, batch_size=32, image_size=None, crop=None, shuffle=None,
             f"{size.get('max_height')}x{size.get('max_width')} pixels; pass image_size=(height, width) to batch them"
         )
     shuffle = split == "train" if shuffle is None else shuffle
-    autotune = tf.data.AUTOTUNE
     cache_file = "" if cache is True else os.fspath(cache) if cache else None
 
     # Size of the decoded (and cropped) image when it is the same for every record.
@@ -208,8 +232,8 @@ def load(out, split, *, batch_size=32, image_size=None, crop=None, shuffle=None,
     dataset = dataset.interleave(
         tf.data.TFRecordDataset,
         cycle_length=max(1, min(len(chosen), 8)),
-        num_parallel_calls=autotune,
-        deterministic=not shuffle,
+        num_parallel_calls=AUTOTUNE if parallel_reads else None,
+        deterministic=not shuffle if parallel_reads else None,
     )
     dataset = dataset.apply(tf.data.experimental.assert_cardinality(record_count))
 
@@ -249,26 +273,32 @@ def load(out, split, *, batch_size=32, image_size=None, crop=None, shuffle=None,
     if cache_file is not None:
         # Decode once, cache single images, then shuffle and batch every epoch anew.
         if vectorised:
-            dataset = dataset.batch(parse_batch_size).map(decode_batch, num_parallel_calls=autotune).unbatch()
+            dataset = dataset.batch(parse_batch_size).map(decode_batch, num_parallel_calls=AUTOTUNE).unbatch()
             dataset = dataset.apply(tf.data.experimental.assert_cardinality(record_count))
         else:
-            dataset = dataset.map(decode_record, num_parallel_calls=autotune)
+            dataset = dataset.map(decode_record, num_parallel_calls=AUTOTUNE)
         dataset = dataset.cache(cache_file)
         if shuffle:
             dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
         if batch_size is not None:
-            dataset = dataset.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=autotune)
-        return dataset.prefetch(autotune)
+            dataset = dataset.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
+        return _with_options(dataset.prefetch(AUTOTUNE), autotune_enabled=autotune)
 
     if shuffle:  # records are small: shuffle them before decoding
         dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     if vectorised:
         dataset = dataset.batch(batch_size or parse_batch_size, drop_remainder=drop_remainder and bool(batch_size))
-        dataset = dataset.map(decode_batch, num_parallel_calls=autotune, deterministic=not shuffle)
+        dataset = dataset.map(decode_batch, num_parallel_calls=AUTOTUNE, deterministic=not shuffle)
         if batch_size is None:
             dataset = dataset.unbatch().apply(tf.data.experimental.assert_cardinality(record_count))
     else:
-        dataset = dataset.map(decode_record, num_parallel_calls=autotune, deterministic=not shuffle)
+        dataset = dataset.map(decode_record, num_parallel_calls=AUTOTUNE, deterministic=not shuffle)
         if batch_size is not None:
-            dataset = dataset.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=autotune)
-    return dataset.prefetch(autotune)
+            dataset = dataset.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
+    return _with_options(dataset.prefetch(AUTOTUNE), autotune_enabled=autotune)
+
+
+def _with_options(dataset, autotune_enabled):
+    options = tf.data.Options()
+    options.autotune.enabled = autotune_enabled
+    return dataset.with_options(options)

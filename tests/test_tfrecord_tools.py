@@ -424,6 +424,27 @@ def test_killed_in_the_middle_then_resumed(source, tmp_path):
     assert tfrecord_tools.verify(out).records_checked == 15
 
 
+def test_a_second_write_into_the_same_folder_stops_at_once(source, tmp_path):
+    """Two writes into one folder would mix their shards: the second is refused while the first runs."""
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "tfrecord_tools", "write", str(source), str(out), "--workers", "1",
+               "--num-shards", "3", "--test-fraction", "0", "--no-progress"]
+    environment = {**os.environ, "TFRECORD_TOOLS_TEST_RECORD_DELAY": "0.05", "PYTHONPATH": str(REPO_ROOT)}
+    first = subprocess.Popen(command, env=environment, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while not (out.exists() and any(name.startswith(INCOMPLETE_PREFIX) for name in os.listdir(out))):
+        assert first.poll() is None and time.monotonic() < deadline, first.communicate()
+        time.sleep(0.02)
+    before = sorted(os.listdir(out))
+    with pytest.raises(tfrecord_tools.OutputFolderError, match="another tfrecord_tools write is running"):
+        write(source, out, num_shards=3, test_fraction=0.0)
+    assert set(before) <= set(os.listdir(out))  # the refused write removed nothing
+    _, stderr = first.communicate(timeout=60)
+    assert first.returncode == 0, stderr
+    assert tfrecord_tools.verify(out).records_checked == 15
+    assert write(source, out, num_shards=3, test_fraction=0.0)["shards_reused"] == 3  # the lock is gone
+
+
 # ---------------------------------------------------------------------------
 # Writing: split, spread, determinism, sidecar
 

@@ -16,9 +16,13 @@
    final shard whose plan digest and SHA-256 still match.
 4. **Describe**: ``rejected.jsonl`` and ``dataset.json`` (label map, feature spec,
    counts per split, shard and class, bytes, SHA-256 of each shard, duplicates).
+
+All four steps run under a lock on OUT, so a second write into the same folder
+stops at once with a message instead of mixing its shards with the first's.
 """
 
 import collections
+import contextlib
 import hashlib
 import json
 import math
@@ -330,12 +334,8 @@ def _still_valid(out, record, plan):
 # The output folder
 
 
-def _prepare_output_folder(out, source, overwrite):
-    """Create OUT, or check that it holds nothing but our own files.
-
-    Returns the finished shards an earlier run left (from its sidecar or its
-    progress file), keyed by file name.
-    """
+def _create_output_folder(out, source):
+    """Create OUT (if new) after checking it is a folder apart from SRC."""
     if os.path.commonpath([out, source]) == source:
         raise OutputFolderError(f"output folder {out} is inside the source folder {source}; choose another")
     if os.path.commonpath([out, source]) == out:
@@ -343,6 +343,47 @@ def _prepare_output_folder(out, source, overwrite):
     if os.path.exists(out) and not os.path.isdir(out):
         raise OutputFolderError(f"output {out} is a file; expected a folder (new or written by this tool)")
     os.makedirs(out, exist_ok=True)
+
+
+@contextlib.contextmanager
+def _exclusive_use(out):
+    """Hold an advisory lock on the folder OUT while a write runs in it.
+
+    A second write into the same folder (another terminal, a notebook cell run
+    twice) then stops at once instead of mixing its shards with ours. The lock
+    is on the folder itself (``flock``), so no lock file is left behind, and the
+    system releases it when the process ends, even after a crash or SIGKILL.
+    Where locks are unsupported (Windows, some network file systems) nothing is
+    locked.
+    """
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        yield
+        return
+    descriptor = os.open(out, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise OutputFolderError(
+                f"another tfrecord_tools write is running in {out}; wait for it to finish or choose another "
+                "folder. Nothing was changed."
+            ) from None
+        except OSError:
+            pass  # the file system has no locks: go on unlocked
+        yield
+    finally:
+        os.close(descriptor)  # releases the lock
+
+
+def _inspect_output_folder(out):
+    """Check that OUT holds nothing but our own files.
+
+    Returns ``(earlier, has_sidecar)``: the finished shards an earlier run left
+    (from its sidecar or its progress file), keyed by file name, and whether a
+    finished dataset is there.
+    """
     names = sorted(os.listdir(out))
     foreign = [name for name in names if not is_our_file(name)]
     if foreign:
@@ -571,89 +612,91 @@ def write_dataset(src, out, *, test_fraction=0.2, seed=0, num_shards=None, targe
     out = os.path.realpath(os.fspath(out))
     if not os.path.isdir(source):
         raise SourceFolderError(f"source folder {source} does not exist or is not a folder")
-    earlier, had_sidecar = _prepare_output_folder(out, source, overwrite)
+    _create_output_folder(out, source)
+    with _exclusive_use(out):
+        earlier, had_sidecar = _inspect_output_folder(out)
 
-    counter = multiprocessing.get_context("spawn").Value("q", 0)
-    pool = _pool.start_pool(workers, _worker_init, (counter,)) if workers > 1 else None
-    try:
-        pool_started = time.perf_counter()
-        scan = scan_images(source, workers=workers, on_error=on_error, max_pixels=max_pixels,
-                           progress=progress, _pool_to_use=pool)
-        if not scan.images:
-            reasons = collections.Counter(item.category for item in scan.rejected)
-            raise SourceFolderError(
-                f"no usable image under {source} ({len(scan.rejected)} file(s) rejected: "
-                f"{dict(reasons) or 'none found'})"
-            )
-        scanned = time.perf_counter()
-        splits = split_images(scan, test_fraction, seed)
-        plans = plan_shards(splits, num_shards, target_shard_bytes, workers, seed)
-        reusable = {plan["file"]: earlier[plan["file"]] for plan in plans
-                    if _still_valid(out, earlier.get(plan["file"]), plan)}
-        if had_sidecar and len(reusable) < len(plans) and not overwrite:
-            raise OutputFolderError(
-                f"output folder {out} holds a finished dataset made from other inputs or settings; "
-                "pass overwrite=True (--overwrite) to replace it, or choose another folder. Nothing was changed."
-            )
-        if had_sidecar and len(reusable) < len(plans):
-            # The old sidecar is about to describe shards that no longer exist: record
-            # the shards we keep in the progress file, then drop the sidecar.
-            for record in reusable.values():
-                _append_progress(out, record)
-            os.remove(os.path.join(out, SIDECAR_NAME))
-        _remove_leftovers(out, keep={plan["file"] for plan in plans})
-        jobs = [
-            {
-                "out": out,
-                "file": plan["file"],
-                "plan_sha256": plan["plan_sha256"],
-                "max_pixels": max_pixels,
-                "entries": [
-                    (image.path, image.relative_path, image.class_name, image.label, image.sha256,
-                     image.source_format, image.reencode, image.height, image.width, image.channels)
-                    for image in plan["images"]
-                ],
-            }
-            for plan in plans
-            if plan["file"] not in reusable
-        ]
-        # Biggest shards first, so no worker is left alone with a big one at the end.
-        jobs.sort(key=lambda job: -len(job["entries"]))
-        planned = time.perf_counter()
-        written = _run_jobs(jobs, pool, counter, progress, sum(len(job["entries"]) for job in jobs))
-        shards_done = time.perf_counter()
-    finally:
-        if pool is not None:
-            pool.terminate()
-            pool.join()
-    shard_results = dict(reusable)
-    shard_results.update((result["file"], result) for result in written)
-    sidecar = build_sidecar(scan, splits, plans, shard_results, seed, test_fraction, max_pixels)
-    _write_rejected(out, scan.rejected)
-    write_json_atomic(os.path.join(out, SIDECAR_NAME), sidecar)
-    progress_path = os.path.join(out, PROGRESS_NAME)
-    if os.path.exists(progress_path):
-        os.remove(progress_path)
-    finished = time.perf_counter()
-    seconds = finished - started
-    return {
-        **sidecar,
-        "out": out,
-        "seconds": seconds,
-        "images_per_second": sidecar["totals"]["images"] / seconds if seconds > 0 else float("inf"),
-        "shards_written": len(written),
-        "shards_reused": len(reusable),
-        # Where the time went, in seconds: starting the workers, finding + sniffing +
-        # decoding + hashing every file, splitting and planning (and hashing reused
-        # shards), writing the shards, and the sidecar.
-        "phase_seconds": {
-            "start_workers": pool_started - started,
-            "check": scanned - pool_started,
-            "plan": planned - scanned,
-            "write": shards_done - planned,
-            "sidecar": finished - shards_done,
-        },
-    }
+        counter = multiprocessing.get_context("spawn").Value("q", 0)
+        pool = _pool.start_pool(workers, _worker_init, (counter,)) if workers > 1 else None
+        try:
+            pool_started = time.perf_counter()
+            scan = scan_images(source, workers=workers, on_error=on_error, max_pixels=max_pixels,
+                               progress=progress, _pool_to_use=pool)
+            if not scan.images:
+                reasons = collections.Counter(item.category for item in scan.rejected)
+                raise SourceFolderError(
+                    f"no usable image under {source} ({len(scan.rejected)} file(s) rejected: "
+                    f"{dict(reasons) or 'none found'})"
+                )
+            scanned = time.perf_counter()
+            splits = split_images(scan, test_fraction, seed)
+            plans = plan_shards(splits, num_shards, target_shard_bytes, workers, seed)
+            reusable = {plan["file"]: earlier[plan["file"]] for plan in plans
+                        if _still_valid(out, earlier.get(plan["file"]), plan)}
+            if had_sidecar and len(reusable) < len(plans) and not overwrite:
+                raise OutputFolderError(
+                    f"output folder {out} holds a finished dataset made from other inputs or settings; "
+                    "pass overwrite=True (--overwrite) to replace it, or choose another folder. Nothing was changed."
+                )
+            if had_sidecar and len(reusable) < len(plans):
+                # The old sidecar is about to describe shards that no longer exist: record
+                # the shards we keep in the progress file, then drop the sidecar.
+                for record in reusable.values():
+                    _append_progress(out, record)
+                os.remove(os.path.join(out, SIDECAR_NAME))
+            _remove_leftovers(out, keep={plan["file"] for plan in plans})
+            jobs = [
+                {
+                    "out": out,
+                    "file": plan["file"],
+                    "plan_sha256": plan["plan_sha256"],
+                    "max_pixels": max_pixels,
+                    "entries": [
+                        (image.path, image.relative_path, image.class_name, image.label, image.sha256,
+                         image.source_format, image.reencode, image.height, image.width, image.channels)
+                        for image in plan["images"]
+                    ],
+                }
+                for plan in plans
+                if plan["file"] not in reusable
+            ]
+            # Biggest shards first, so no worker is left alone with a big one at the end.
+            jobs.sort(key=lambda job: -len(job["entries"]))
+            planned = time.perf_counter()
+            written = _run_jobs(jobs, pool, counter, progress, sum(len(job["entries"]) for job in jobs))
+            shards_done = time.perf_counter()
+        finally:
+            if pool is not None:
+                pool.terminate()
+                pool.join()
+        shard_results = dict(reusable)
+        shard_results.update((result["file"], result) for result in written)
+        sidecar = build_sidecar(scan, splits, plans, shard_results, seed, test_fraction, max_pixels)
+        _write_rejected(out, scan.rejected)
+        write_json_atomic(os.path.join(out, SIDECAR_NAME), sidecar)
+        progress_path = os.path.join(out, PROGRESS_NAME)
+        if os.path.exists(progress_path):
+            os.remove(progress_path)
+        finished = time.perf_counter()
+        seconds = finished - started
+        return {
+            **sidecar,
+            "out": out,
+            "seconds": seconds,
+            "images_per_second": sidecar["totals"]["images"] / seconds if seconds > 0 else float("inf"),
+            "shards_written": len(written),
+            "shards_reused": len(reusable),
+            # Where the time went, in seconds: starting the workers, finding + sniffing +
+            # decoding + hashing every file, splitting and planning (and hashing reused
+            # shards), writing the shards, and the sidecar.
+            "phase_seconds": {
+                "start_workers": pool_started - started,
+                "check": scanned - pool_started,
+                "plan": planned - scanned,
+                "write": shards_done - planned,
+                "sidecar": finished - shards_done,
+            },
+        }
 
 
 def format_summary(summary):

@@ -37,7 +37,12 @@ import tensorflow as tf
 from common import augment, datasets, models, plots, report, timeline
 from common.errors import UserError
 
-parser = cli.make_parser(__doc__, epochs=2, batch_size=64, out="outputs/lab04")
+parser = cli.make_parser(
+    __doc__, epochs=2, batch_size=64, out="outputs/lab04",
+    limit_help="use about this many training images for a quick run: the first LIMIT/5 rows of each of the "
+    "5 training batch files, and LIMIT/5 test rows (the batch files are already shuffled, so every class "
+    "appears; not exactly stratified)",
+)
 parser.add_argument("--shuffle-buffer", type=int, default=10_000,
                     help="examples in the shuffle buffer (lab: 10000)")
 parser.add_argument("--cache", choices=["after-map", "before-map"], default="after-map",

@@ -24,43 +24,49 @@ then says where the time goes inside one worker.
 Reading is timed after one warm-up pass (the files are then in the page cache,
 and tf.data's functions are traced): decode + resize to the model's input
 (32x32 for CIFAR, 224x224 for the photos), batches of 256, no cache, no shuffle,
-in the same process, one pipeline after the other, ``--repeats`` times each,
-best of the repeats.
+in the same process, one pipeline after the other, ``--repeats`` passes each
+(median and best reported). ``load()`` turns tf.data's autotuner off (on 2 cores
+it left a core idle in about 4 passes out of 10; see ``tfrecord_tools/read.py``),
+so the loose files and the per-record reader are timed with it off too.
 
-Measured (2026-11-25, 2-CPU machine shared with three other busy jobs, load
-average 7-8, so wall-clock figures are slowed 2-4x and noisy; the CPU columns
-are the steadier ones), command
-``LAB_DATA_DIR=../shared/data python benchmarks/tfrecord_speed.py --photos 2000``::
+Measured (2026-11-25, quiet 2-CPU machine, load average 1-2), command
+``python benchmarks/tfrecord_speed.py --data-dir /work/data/cifar10 --photos 2000``
+(CIFAR from the ``../shared/data`` archive, extracted)::
 
     folder               workers  images     MB  wall s   img/s  CPU s img/CPU-s  start  check   plan  write finish
-    CIFAR-10 (32 px)           1  60,000   78.6    9.23   6,498   5.74    10,454   0.00   4.17   0.60   3.60   0.86
-    CIFAR-10 (32 px)           2  60,000   78.6   15.18   3,954   7.58     7,911   0.05   9.39   0.70   3.96   1.07
-    photos (300-800 px)        1   2,000  170.1    6.98     287   3.37       593   0.00   5.92   0.01   0.96   0.09
-    photos (300-800 px)        2   2,000  170.1    6.78     295   3.82       524   0.01   5.57   0.02   1.02   0.16
+    CIFAR-10 (32 px)           1  60,000   78.6    5.71  10,517   5.71    10,508   0.00   3.48   0.28   1.60   0.34
+    CIFAR-10 (32 px)           2  60,000   78.6    3.90  15,385   6.82     8,792   0.02   2.22   0.30   0.94   0.41
+    photos (300-800 px)        1   2,000  170.1    3.22     621   3.17       632   0.00   2.75   0.01   0.46   0.01
+    photos (300-800 px)        2   2,000  170.1    1.81   1,103   3.45       579   0.02   1.51   0.01   0.27   0.01
 
-    reading the train split, decode + resize (CIFAR 32x32, photos 224x224), batches of 256
-    CIFAR-10 (32 px)     loose JPEG files, tf.data           15,667     1.00x
-    CIFAR-10 (32 px)     TFRecord, per-record map            14,446     0.92x
-    CIFAR-10 (32 px)     TFRecord, tfrecord_tools.load       24,554     1.57x
-    photos (300-800 px)  loose JPEG files, tf.data              294     1.00x
-    photos (300-800 px)  TFRecord, per-record map               296     1.01x
-    photos (300-800 px)  TFRecord, tfrecord_tools.load          310     1.05x
-
-Where the time goes, per image inside one worker (a later run, load average 6)::
-
+    Where the time goes, per image inside one worker (microseconds)
     folder                KB/img   open + read (x2)   sniff + decode check   SHA-256 (x2)   Example + framing + CRC
-    CIFAR-10 (32 px)         0.9               34.7                   70.7            2.2                      15.8
-    photos (300-800 px)     84.7              146.5                 2195.4          140.5                      87.4
+    CIFAR-10 (32 px)         0.9               25.3                   38.6            1.9                      12.4
+    photos (300-800 px)     84.7               79.3                 1154.1           95.8                      47.5
 
-All of a conversion is 6-8 CPU-seconds for the 60,000 CIFAR JPEGs (the table
-above plus ~15 us per image in the parent: walking, planning, collecting), so 2
-uncontended cores have the work for well over 6,000 images/s; on this loaded
-machine the second worker mostly competed with other jobs (earlier runs the
-same day: 2 workers 2,037 and 1,917 images/s, 1 worker 2,812 and 4,414). For the photos the decode check is
-~90% of the time: conversion is limited by libjpeg, not by Python. Reading:
-load() decodes small same-size images a batch at a time (1.6-1.9x the loose
-files over three runs, short of the 2.5x target under this load); large photos
-are decode-bound, so every reader is about as fast.
+    reading the train split (median of 5 passes, images/s)      run 1              run 2
+    CIFAR-10 (32 px)     loose JPEG files, tf.data          26,555  1.00x      23,412  1.00x
+    CIFAR-10 (32 px)     loose JPEG files, autotune off     28,943  1.09x      24,494  1.05x
+    CIFAR-10 (32 px)     TFRecord, per-record map           25,333  0.95x      18,909  0.81x
+    CIFAR-10 (32 px)     TFRecord, per-record, autotune off 25,777  0.97x      18,869  0.81x
+    CIFAR-10 (32 px)     TFRecord, tfrecord_tools.load      73,646  2.77x      62,462  2.67x
+    photos (300-800 px)  loose JPEG files, tf.data           1,263  1.00x       1,142  1.00x
+    photos (300-800 px)  loose JPEG files, autotune off      1,228  0.97x       1,202  1.05x
+    photos (300-800 px)  TFRecord, per-record map            1,172  0.93x       1,196  1.05x
+    photos (300-800 px)  TFRecord, per-record, autotune off  1,233  0.98x       1,192  1.04x
+    photos (300-800 px)  TFRecord, tfrecord_tools.load       1,258  1.00x       1,152  1.01x
+
+Conversion: the 60,000 CIFAR JPEGs take 6-7 CPU-seconds in all, 15,300-15,400
+images/s with 2 workers (2.5x the 6,000 wanted); for the photos the decode check
+is ~90% of a worker's time, so conversion is limited by libjpeg, not by Python.
+Reading: for small images of one size, load() parses a batch of records at once
+and decodes it in one graph loop, 2.7-2.8x the loose files (2.5-2.6x the loose
+files with the autotuner off as well); a per-record TFRecord reader is no faster
+than loose files, since the per-element tf.data overhead, not file opening,
+dominates at 1 KB per image. Large photos are decode-bound: every reader runs at
+the same rate. Under load from other jobs (load average 6-8) the same benchmark
+gave 1.5-1.9x for load() on CIFAR, before these changes to load(); timings on a
+shared machine are noisy, hence medians and two runs.
 """
 
 import argparse

@@ -32,6 +32,7 @@ def make_parser(
     batch_size: int | None,
     out: str,
     seed: int = 0,
+    limit_help: str | None = None,
 ) -> argparse.ArgumentParser:
     """An argument parser with the shared flags.
 
@@ -46,6 +47,9 @@ def make_parser(
         Default output folder.
     seed : int
         Default random seed.
+    limit_help : str, optional
+        ``--help`` text for ``--limit`` when the script subsets differently
+        from the stratified subset of ``common.datasets``.
     """
     description = textwrap.dedent(doc or "").strip()
     parser = argparse.ArgumentParser(
@@ -75,7 +79,7 @@ def make_parser(
     )
     parser.add_argument(
         "--limit", type=_positive_int, default=None,
-        help="use at most this many training images (and a proportional share of test "
+        help=limit_help or "use at most this many training images (and a proportional share of test "
         "images, stratified) for a quick run",
     )
     parser.add_argument(

@@ -5,8 +5,8 @@ Description: A 1.76M-parameter CNN fed the images as arrays reaches 0.716 test a
     pipeline built from the pickled batches, read by hand, reaches ~0.69 (lab: 0.7092 on the
     official pickles, whose colour augmentation a bug switched off: see "The input pipeline").
     Measured on real CIFAR-10 (JPEG export); details in the MEASURED comment.
-Run: python lab03_cifar_cnn.py                                  (offline stand-in, a few minutes)
-     python lab03_cifar_cnn.py --data-dir /work/data/cifar10    (real CIFAR-10)
+Run: python lab03_cifar_cnn.py                  (real CIFAR-10 if cached or downloadable, else a stand-in)
+     python lab03_cifar_cnn.py --data-dir DIR    (DIR: CIFAR-10 files, see README: Data)
      python lab03_cifar_cnn.py --strategy mirrored --cpu-devices 2 --epochs 1 --limit 512
 
 --batch-size and --pipeline-batch-size are per replica: under --strategy mirrored or
@@ -45,7 +45,7 @@ from common import cli
 cli.quiet_tensorflow()
 parser = cli.make_parser(__doc__, epochs=5, batch_size=32, out="outputs/lab03")
 parser.add_argument(
-    "--pipeline-batch-size", type=int, default=64,
+    "--pipeline-batch-size", type=cli.positive_int, default=64,
     help="per-replica batch size of part two, the tf.data pipeline (lab: 64, i.e. 781 steps per epoch)",
 )
 parser.add_argument(
@@ -55,15 +55,15 @@ parser.add_argument(
     "in TF_CONFIG). Global batch = per-replica batch size x replicas.",
 )
 parser.add_argument(
-    "--cpu-devices", type=int, default=1,
+    "--cpu-devices", type=cli.positive_int, default=1,
     help="split the CPU into this many logical devices, to try --strategy mirrored without GPUs "
     "(for learning and testing: the replicas share the same cores, nothing gets faster)",
 )
 parser.add_argument(
     "--augmentation", choices=["lab", "random-crop", "full"], default="lab",
-    help="part two's training map: lab = centre 24x24 crops, randomly flipped (what the lab's map "
-    "really does, see below; best in 5 epochs); random-crop = crops anywhere + flips; full = random "
-    "crops, flips, brightness and contrast (the lab's intent; needs more epochs)",
+    help="part two's training map: lab = centre 24x24 crops, randomly flipped, with the lab's contrast "
+    "change (what the lab's map really does, see below); random-crop = crops anywhere + flips; full = "
+    "random crops, flips, brightness and contrast, clipped (the lab's intent; needs more epochs)",
 )
 parser.add_argument(
     "--mixed-precision", action=argparse.BooleanOptionalAction, default=None,
@@ -71,9 +71,6 @@ parser.add_argument(
     "GPUs and for CPUs with native bfloat16 instructions, where it is faster; off elsewhere)",
 )
 config = cli.parse(parser)
-for flag, value in (("--pipeline-batch-size", config.pipeline_batch_size), ("--cpu-devices", config.cpu_devices)):
-    if value < 1:
-        parser.error(f"{flag} {value}: expected a positive whole number")
 
 import numpy as np
 import tensorflow as tf
@@ -129,10 +126,10 @@ def scale_to_unit(images, labels):
     return tf.cast(images, tf.float32) / 255.0, labels
 
 
-smallest_limit = max(arrays_batch_size, pipeline_batch_size)
-if len(data.x_train) < smallest_limit:
+min_training_images = max(arrays_batch_size, pipeline_batch_size)
+if len(data.x_train) < min_training_images:
     raise UserError(f"--limit {config.limit} leaves {len(data.x_train)} training images, fewer than one "
-                    f"global batch ({smallest_limit}): use --limit {smallest_limit} or more")
+                    f"global batch ({min_training_images}): use --limit {min_training_images} or more")
 
 train_arrays = (
     tf.data.Dataset.from_tensor_slices((data.x_train, data.y_train))
@@ -209,14 +206,16 @@ print("images", pipeline_data.x_train.shape, "from rows", train_rows.shape)
 # standardisation. Both take a whole batch at once, so we batch first and map
 # second (the lab's "vectorised map"), with independent randomness per image.
 #
-# A bug in the lab, fixed here: `tf.image.random_brightness(image, max_delta=63)`
-# is written for 0-255 pixels, but the lab's images are already divided by 255.
-# A shift of up to +-63 on [0, 1] pixels makes the whole image a near-constant
-# that per-image standardisation subtracts again, so the brightness augmentation
-# did nothing (and standardisation also undoes most of the contrast change): in
-# effect the lab trained on centre crops, flipped. `augment.train_map` shifts by
-# up to 63/255 and clips to [0, 1], a real brightness change of up to a quarter
-# of the range, and crops at random places.
+# A bug in the lab, fixed here: its brightness step does nothing. It adds one
+# constant to every pixel of an image, and per-image standardisation subtracts the
+# image mean, constant included, at any pixel scale (its max_delta=63 was also
+# meant for 0-255 pixels, while its images are in [0, 1]). Its contrast step
+# survives in part: it scales each channel around that channel's own mean, which
+# one standard deviation over all channels does not undo (it shifts the balance
+# between colour cast and detail). So the lab trained on centre crops, flipped,
+# with that contrast change: `--augmentation lab`. `--augmentation full` is what
+# the lab meant: brightness up to +-63/255 and contrast, clipped to [0, 1] (the
+# clip is what makes brightness matter), on crops at random places.
 #
 # Stronger augmentation needs longer training: in 5 epochs this model reaches
 # about 0.65 with the full map (`--augmentation full`), 0.67 with random crops and
@@ -227,9 +226,9 @@ print("images", pipeline_data.x_train.shape, "from rows", train_rows.shape)
 
 # %%
 TRAIN_MAP_OPTIONS = {
-    "lab": {"crop": "center", "colour": False},
-    "random-crop": {"crop": "random", "colour": False},
-    "full": {"crop": "random", "colour": True},
+    "lab": {"crop": "center", "colour": "lab"},
+    "random-crop": {"crop": "random", "colour": "none"},
+    "full": {"crop": "random", "colour": "full"},
 }[config.augmentation]
 
 
@@ -369,10 +368,8 @@ if write_outputs:  # on a multi-worker run only the chief writes
     report.save_figure(confusion_arrays_figure, config.out / "confusion_matrix_arrays.png")
     report.save_figure(confusion_pipeline_figure, config.out / "confusion_matrix_pipeline.png")
     report.save_figure(predictions_figure, config.out / "predictions.png")
-    for model, name in ((model_arrays, "cifar_cnn.keras"), (model_pipeline, "cifar_cnn_pipeline.keras")):
-        with report.atomic_path(config.out / name) as temporary:
-            model.save(temporary.with_suffix(".keras"))
-            temporary.with_suffix(".keras").replace(temporary)
+    training.save_model(model_arrays, config.out / "cifar_cnn.keras")
+    training.save_model(model_pipeline, config.out / "cifar_cnn_pipeline.keras")
     report.write_json(config.out / "metrics.json", metrics)
     print(f"wrote figures, models and metrics.json to {config.out}")
 

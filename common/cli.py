@@ -33,13 +33,15 @@ def make_parser(
     out: str,
     seed: int = 0,
     limit_help: str | None = None,
+    epochs_help: str | None = None,
+    batch_size_help: str | None = None,
 ) -> argparse.ArgumentParser:
     """An argument parser with the shared flags.
 
     Parameters
     ----------
     doc : str or None
-        The script's docstring; its first paragraph becomes the ``--help`` text.
+        The script's docstring, shown as the ``--help`` description.
     epochs, batch_size : int or None
         The lab's values for this script. ``None`` leaves the flag out (for a
         script that trains nothing).
@@ -50,6 +52,9 @@ def make_parser(
     limit_help : str, optional
         ``--help`` text for ``--limit`` when the script subsets differently
         from the stratified subset of ``common.datasets``.
+    epochs_help, batch_size_help : str, optional
+        ``--help`` text for ``--epochs`` / ``--batch-size`` when the default is
+        not the lab's value (the default text says "lab: N").
     """
     description = textwrap.dedent(doc or "").strip()
     parser = argparse.ArgumentParser(
@@ -58,13 +63,13 @@ def make_parser(
     )
     if epochs is not None:
         parser.add_argument(
-            "--epochs", type=_positive_int, default=epochs,
-            help=f"training epochs (lab: {epochs})",
+            "--epochs", type=positive_int, default=epochs,
+            help=epochs_help or f"training epochs (lab: {epochs})",
         )
     if batch_size is not None:
         parser.add_argument(
-            "--batch-size", type=_positive_int, default=batch_size,
-            help=f"examples per training step (lab: {batch_size})",
+            "--batch-size", type=positive_int, default=batch_size,
+            help=batch_size_help or f"examples per training step (lab: {batch_size})",
         )
     parser.add_argument(
         "--data", choices=DATA_CHOICES, default="auto",
@@ -78,7 +83,7 @@ def make_parser(
         "(~/.keras/datasets, or $KERAS_HOME/datasets)",
     )
     parser.add_argument(
-        "--limit", type=_positive_int, default=None,
+        "--limit", type=positive_int, default=None,
         help=limit_help or "use at most this many training images (and a proportional share of test "
         "images, stratified) for a quick run",
     )
@@ -87,7 +92,7 @@ def make_parser(
         help=f"folder for figures, metrics JSON and models (default: {out})",
     )
     parser.add_argument(
-        "--seed", type=int, default=seed,
+        "--seed", type=_seed, default=seed,
         help=f"random seed for Python, NumPy and TensorFlow (default: {seed})",
     )
     return parser
@@ -109,6 +114,8 @@ def parse(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> arg
             parser.error(f"--data-dir {config.data_dir} does not exist")
     seed_everything(config.seed)
     config.out = config.out.expanduser()
+    if config.out.exists() and not config.out.is_dir():
+        parser.error(f"--out {config.out} is a file; give a folder for the outputs (new or existing)")
     config.out.mkdir(parents=True, exist_ok=True)
     return config
 
@@ -148,7 +155,8 @@ def quiet_tensorflow() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
+    """argparse ``type=`` for flags that take a positive whole number (a clear error otherwise)."""
     try:
         value = int(text)
     except ValueError:
@@ -160,3 +168,13 @@ def _positive_int(text: str) -> int:
 
 def _running_in_jupyter() -> bool:
     return "ipykernel" in sys.modules
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"expected a seed from 0 to 2**32 - 1 (NumPy's range), got {value}")
+    return value

@@ -77,11 +77,11 @@ def test_rejects_images_of_the_wrong_rank():
         augment.train_map(np.zeros((32, 32), dtype=np.uint8))
 
 
-def test_lab_recipe_is_the_centre_crop_flipped_or_not():
-    """crop='center', colour=False is what the lab's map really did: test_map's crop, maybe mirrored."""
+def test_centre_crop_without_colour_is_the_test_crop_flipped_or_not():
+    """crop='center', colour='none': test_map's crop, maybe mirrored."""
     images = random_images(16)
     tf.random.set_seed(2)
-    trained = augment.train_map(images, crop="center", colour=False).numpy()
+    trained = augment.train_map(images, crop="center", colour="none").numpy()
     tested = augment.test_map(images).numpy()
     flipped = 0
     for train_crop, test_crop in zip(trained, tested, strict=True):
@@ -90,6 +90,37 @@ def test_lab_recipe_is_the_centre_crop_flipped_or_not():
         np.testing.assert_allclose(train_crop, test_crop[:, ::-1], atol=1e-5)
         flipped += 1
     assert 0 < flipped < 16
+
+
+def test_the_labs_brightness_step_is_undone_by_standardisation():
+    """Why colour='lab' has no brightness: a constant shift, even the lab's 63 on [0, 1] pixels, is subtracted again."""
+    pixels = tf.constant(random_images(4), tf.float32) / 255.0
+    standardised = tf.image.per_image_standardization(pixels)
+    for shift in (0.25, 63.0):
+        shifted = tf.image.per_image_standardization(pixels + shift)
+        np.testing.assert_allclose(shifted.numpy(), standardised.numpy(), atol=1e-3)
+
+
+def test_lab_colour_is_contrast_that_survives_standardisation_only_in_colour():
+    """The lab's contrast scales each channel around its own mean: on grey images standardisation
+    undoes it exactly, on colour images it does not."""
+    grey = np.repeat(random_images(8)[..., :1], 3, axis=-1)
+    coloured = random_images(8)
+    for images, survives in ((grey, False), (coloured, True)):
+        tf.random.set_seed(3)  # the same flips in both calls: the flip is the first random op
+        plain = augment.train_map(images, crop="center", colour="none").numpy()
+        tf.random.set_seed(3)
+        lab = augment.train_map(images, crop="center", colour="lab").numpy()
+        differences = np.abs(lab - plain).max(axis=(1, 2, 3))
+        if survives:  # by how much depends on the random factor: little near x1
+            assert np.median(differences) > 1e-2
+        else:
+            assert (differences < 1e-4).all()
+
+
+def test_unknown_colour_is_rejected():
+    with pytest.raises(ValueError, match="colour='bright'"):
+        augment.train_map(random_images(1), colour="bright")
 
 
 def test_unknown_crop_is_rejected():

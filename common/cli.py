@@ -20,9 +20,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+from common.datasets import DATA_CHOICES
 from common.errors import UserError
-
-DATA_CHOICES = ("auto", "real", "standin")
 
 
 def make_parser(

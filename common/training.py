@@ -197,9 +197,10 @@ def set_precision(precision: str) -> str:
         * float32: everything in float32 (the lab);
         * mixed: float16 compute on a GPU (float32 weights, loss scaling),
           bfloat16 compute on a CPU;
-        * auto: mixed on a GPU or on a CPU with native bfloat16 instructions
-          (AVX512-BF16 or AMX), where it is faster; float32 elsewhere, where
-          bfloat16 would be emulated and slower.
+        * auto: mixed on GPUs with tensor cores (compute capability 7.0 or
+          more, as Keras' mixed-precision guide advises) or on a CPU with native
+          bfloat16 instructions (AVX512-BF16 or AMX), where it is faster;
+          float32 elsewhere, where half precision is emulated or slower.
 
     Notes
     -----
@@ -208,9 +209,11 @@ def set_precision(precision: str) -> str:
     """
     if precision not in PRECISIONS:
         raise UserError(f"precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
-    has_gpu = bool(tf.config.list_physical_devices("GPU"))
+    gpus = tf.config.list_physical_devices("GPU")
+    has_gpu = bool(gpus)
     if precision == "auto":
-        precision = "mixed" if has_gpu or cpu_has_native_bfloat16() else "float32"
+        fast_half_precision = gpus_have_tensor_cores(gpus) if has_gpu else cpu_has_native_bfloat16()
+        precision = "mixed" if fast_half_precision else "float32"
     policy = "float32" if precision == "float32" else ("mixed_float16" if has_gpu else "mixed_bfloat16")
     keras.mixed_precision.set_global_policy(policy)
     return policy
@@ -275,6 +278,15 @@ def save_model(model: keras.Model, path: str | os.PathLike) -> Path:
         finally:
             staged.unlink(missing_ok=True)
     return path
+
+
+def gpus_have_tensor_cores(gpus) -> bool:
+    """True when every GPU reports compute capability 7.0 or more (tensor cores: fast float16)."""
+    for gpu in gpus:
+        capability = tf.config.experimental.get_device_details(gpu).get("compute_capability")
+        if capability is None or tuple(capability) < (7, 0):
+            return False
+    return True
 
 
 def cpu_has_native_bfloat16(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> bool:

@@ -154,6 +154,23 @@ def test_cifar10_from_image_folder(tmp_path):
     np.testing.assert_array_equal(again.y_train, data.y_train)
 
 
+def test_image_folder_cache_follows_the_images(tmp_path, empty_keras_home):
+    """A new image in a class folder gives a new cache; a damaged cache file is rebuilt."""
+    for split in ("train", "test"):
+        for name in ("cat", "dog"):
+            (tmp_path / split / name).mkdir(parents=True)
+            for index in range(2):
+                Image.new("RGB", (32, 32), (index * 90, 40, 200)).save(tmp_path / split / name / f"{index}.png")
+    assert len(datasets.load_cifar10(data="real", data_dir=tmp_path).x_train) == 4
+    Image.new("RGB", (32, 32), (5, 5, 5)).save(tmp_path / "train" / "dog" / "extra.png")  # the class folder changes
+    assert len(datasets.load_cifar10(data="real", data_dir=tmp_path).x_train) == 5
+    caches = sorted((empty_keras_home / "datasets").glob("cifar10-from-images-*.npz"))
+    assert len(caches) == 2
+    newest = max(caches, key=lambda path: path.stat().st_mtime_ns)
+    newest.write_bytes(newest.read_bytes()[:100])  # cut short, as by a full disk
+    assert len(datasets.load_cifar10(data="real", data_dir=tmp_path).x_train) == 5
+
+
 def test_image_folder_with_wrong_size_names_the_file(tmp_path):
     for split in ("train", "test"):
         (tmp_path / split / "cat").mkdir(parents=True)

@@ -114,3 +114,13 @@ def test_evaluation_batch_size_splits_every_batch_across_the_replicas(examples, 
     if replicas > 1:
         assert batch % replicas == 0 and min(batch, examples) % replicas == 0
         assert examples % batch == 0 or examples % batch >= replicas
+
+
+@pytest.mark.parametrize("capabilities, expected", [
+    ([(8, 0)], True), ([(7, 0), (7, 5)], True), ([(6, 1)], False), ([(8, 6), (6, 0)], False), ([None], False),
+])
+def test_mixed_precision_on_gpus_only_with_tensor_cores(monkeypatch, capabilities, expected):
+    details = {f"GPU:{index}": ({} if capability is None else {"compute_capability": capability})
+               for index, capability in enumerate(capabilities)}
+    monkeypatch.setattr(tf.config.experimental, "get_device_details", lambda gpu: details[gpu])
+    assert training.gpus_have_tensor_cores(list(details)) is expected

@@ -35,6 +35,13 @@ def test_outputs_are_class_probabilities(builder, input_shape):
     assert (probabilities >= 0).all()
 
 
+def test_mnist_convolutional_base_matches_the_labs_summary():
+    base = models.mnist_convolutional_base()
+    assert base.count_params() == 55_744 and tuple(base.output_shape[1:]) == (3, 3, 64)
+    cnn_layers = [type(layer).__name__ for layer in models.mnist_cnn().layers]
+    assert cnn_layers[: len(base.layers)] == [type(layer).__name__ for layer in base.layers]
+
+
 def test_cifar_models_share_the_convolutional_base_and_differ_in_dropout():
     arrays_layers = [type(layer).__name__ for layer in models.cifar_cnn().layers]
     pipeline_layers = [type(layer).__name__ for layer in models.cifar_cnn_pipeline().layers]

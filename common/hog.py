@@ -1,9 +1,10 @@
 """The lab's HOG features and luma grayscale, computed for a whole batch at once.
 
 The lab computes HOG one image at a time with per-pixel Python loops
-(``getHOGfeat``): about 3.3 ms per 32x32 image, 195 s for CIFAR-10's 60,000
-images. :func:`hog_features` computes the same numbers with NumPy array
-operations over chunks of images, about 100 times faster, with bounded memory.
+(``getHOGfeat``): about 3.3 ms per 32x32 image, 200-490 s for CIFAR-10's 60,000
+images on 2 shared cores. :func:`hog_features` computes the same numbers with
+NumPy array operations over chunks of images in 1.0-2.1 s, 190-230 times faster,
+with bounded memory (``python benchmarks/hog_speed.py --data-dir DIR``).
 
 Usage::
 

@@ -81,7 +81,7 @@ def test_a_limit_below_one_batch_is_a_clear_error_with_no_outputs(tmp_path):
 
 def test_bad_flags_fail_before_tensorflow_starts(tmp_path):
     result = run_lab(tmp_path, "--pipeline-batch-size", "0", timeout=60)
-    assert result.returncode == 2 and "--pipeline-batch-size 0" in result.stderr
+    assert result.returncode == 2 and "--pipeline-batch-size: expected a positive whole number, got 0" in result.stderr
     result = run_lab(tmp_path, "--cpu-devices", "0", timeout=60)
     assert result.returncode == 2 and "--cpu-devices 0" in result.stderr
     result = run_lab(tmp_path, "--strategy", "everywhere", timeout=60)

@@ -15,9 +15,11 @@ Two folders, one run:
   90, 10 classes), generated into a temporary folder by this script.
 
 Conversion is timed end to end (it includes finding, sniffing, decoding, hashing,
-splitting 80/20, writing and syncing the shards and the sidecar), once per worker
-count, into a fresh folder each time. The "CPU s" column adds the CPU time of the
-parent and of its worker processes: on a machine shared with other jobs it shows
+splitting, writing and syncing the shards and the sidecar), once per worker
+count, into a fresh folder each time. CIFAR-10's ``train/`` and ``test/``
+folders are kept as the splits they are (50,000/10,000); only the generated
+photos, which have no split folders, are split 80/20. The "CPU s" column adds
+the CPU time of the parent and of its worker processes: on a machine shared with other jobs it shows
 the work done even when the wall clock is slowed by others. A per-image table
 then says where the time goes inside one worker.
 

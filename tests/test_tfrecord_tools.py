@@ -612,3 +612,276 @@ def test_info_and_contact_sheet(source, tmp_path):
     path = tfrecord_tools.contact_sheet(out, out / "contact_sheet.png", per_class=3, thumbnail_px=32)
     assert Image.open(path).size == (160 + 3 * 32, 3 * 32)
     assert tfrecord_tools.verify(out).ok  # the contact sheet is one of our files
+
+
+# ---------------------------------------------------------------------------
+# Review findings: each a test that failed before its fix
+
+
+def jpeg_without_end_marker():
+    """A JPEG whose last two bytes (FF D9) are cut off; Pillow decodes it, tf.io.decode_jpeg does not."""
+    pixels = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()[:-2]
+
+
+def test_jpeg_end_marker_rule():
+    from tfrecord_tools import encode
+
+    whole = image_bytes(size=(16, 12), seed=3)
+    assert encode.jpeg_ends_properly(whole)
+    assert encode.jpeg_ends_properly(whole + b"\x00" * 64)  # padding after the marker: TensorFlow reads it
+    assert encode.jpeg_ends_properly(image_bytes(size=(40, 30), seed=3, progressive=True) + b"trailer")
+    assert not encode.jpeg_ends_properly(whole[:-2])
+    assert not encode.jpeg_ends_properly(whole[:-2] + b"\x00" * 64)  # zeros in place of the marker
+    assert not encode.jpeg_ends_properly(whole[:-1])
+    cut = jpeg_without_end_marker()
+    checked = tfrecord_tools.encode.check_image(cut)
+    assert checked["reencode"] and checked["channels"] == 3  # kept as is before the fix
+    assert encode.jpeg_ends_properly(encode.stored_jpeg_bytes(cut))
+    with pytest.raises(encode.ImageCheckError, match="truncated") as caught:  # cut, then padded
+        encode.check_image(whole[: len(whole) * 2 // 3] + b"\x00" * 200)
+    assert caught.value.category == "corrupt"
+
+
+def test_verify_flags_a_stored_jpeg_without_end_marker(source, tmp_path):
+    """Shards written before the fix hold such JPEGs as they are: verify must say so."""
+    out = tmp_path / "out"
+    write(source, out, num_shards=1, test_fraction=0)
+    shard = out / "train.tfrecord-00000-of-00001"
+    records = [record for _, _, record in record_io.iter_records(shard.read_bytes())]
+    features = {name: values[0] for name, values in record_io.parse_example_bytes(records[1]).items()}
+    cut = jpeg_without_end_marker()
+    features.update({"image/encoded": cut, "image/height": 64, "image/width": 64, "image/channels": 3,
+                     "image/reencoded": 0, "image/sha256": hashlib.sha256(cut).hexdigest().encode()})
+    records[1] = record_io.serialize_example(features)
+    data = b"".join(map(record_io.frame_record, records))
+    shard.write_bytes(data)
+    sidecar = json.loads((out / "dataset.json").read_text())
+    sidecar["splits"]["train"]["shards"][0].update(bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+    (out / "dataset.json").write_text(json.dumps(sidecar))
+    problems = [str(problem) for problem in tfrecord_tools.verify(out, raise_on_error=False).problems]
+    assert len(problems) == 1 and "record 1: JPEG has no end-of-image marker" in problems[0], problems
+
+
+def test_symlinks_back_into_source_do_not_relabel_images(source, tmp_path):
+    os.symlink(".", source / "a_loop")  # SRC/a_loop -> SRC
+    os.symlink("..", source / "cat" / "up")  # SRC/cat/up -> SRC: would label dog and fox images cat
+    os.symlink("../dog", source / "cat" / "dogs")  # into another class folder
+    os.symlink(source / "fox", source / "kitsune")  # a class folder twice, under two names
+    outside = make_class_folder(tmp_path / "elsewhere", classes=("owl",), per_class=2)
+    os.symlink(outside / "owl", source / "owl")  # a class folder that lives elsewhere is fine
+    summary = write(source, tmp_path / "out")
+    assert summary["classes"] == ["cat", "dog", "fox", "owl"] and summary["totals"]["images"] == 17
+    for path, record in by_filename(tmp_path / "out").items():
+        assert record["image/class/text"] == [path.split("/")[0].encode()], path
+    rejected = rejected_lines(tmp_path / "out")
+    for path in ("a_loop", "cat/up", "cat/dogs", "kitsune"):
+        assert rejected[path]["category"] == "symlink_loop", rejected[path]
+        assert "back into SRC" in rejected[path]["reason"], rejected[path]
+
+
+def test_side_over_jpeg_limit_is_rejected_not_a_crash(source, tmp_path):
+    strip = np.random.default_rng(1).integers(0, 256, (8, 70_000), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(strip, mode="L").save(buffer, format="PNG")
+    write_file(source / "cat" / "strip.png", buffer.getvalue())
+    summary = write(source, tmp_path / "out")
+    assert summary["totals"]["images"] == 15
+    item = rejected_lines(tmp_path / "out")["cat/strip.png"]
+    assert item["category"] == "too_large" and "70000x8" in item["reason"] and "65,500" in item["reason"]
+
+
+def test_write_shard_errors_name_the_file(tmp_path):
+    from tfrecord_tools import write as write_module
+
+    big = tmp_path / "strip.png"
+    buffer = io.BytesIO()
+    Image.new("L", (70_000, 8)).save(buffer, format="PNG")
+    big.write_bytes(buffer.getvalue())
+    gone = tmp_path / "gone.jpg"
+
+    def job(path):
+        sha256 = hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else "0" * 64
+        return {"out": str(tmp_path), "file": "train.tfrecord-00000-of-00001", "plan_sha256": "x",
+                "max_pixels": 10**9, "entries": [(str(path), path.name, "a", 0, sha256, "png", True, 8, 70_000, 3)]}
+
+    with pytest.raises(tfrecord_tools.ImageWriteError, match=r"strip\.png: cannot be stored: .*65,500"):
+        write_module.write_shard(job(big))
+    with pytest.raises(tfrecord_tools.SourceChangedError, match=r"gone\.jpg cannot be read any more"):
+        write_module.write_shard(job(gone))
+    assert sorted(os.listdir(tmp_path)) == ["strip.png"]  # no temporary shard left behind
+
+
+def test_a_dead_worker_is_an_error_not_a_hang():
+    from tfrecord_tools import _pool
+
+    with _pool.start_pool(2) as pool:
+        assert list(pool.map(abs, [-1, -2, -3], doing="testing")) == [1, 2, 3]
+        with pytest.raises(tfrecord_tools.WorkerDiedError, match="a worker process died .exit code 3. while testing"):
+            list(pool.map(os._exit, [3], doing="testing"))
+
+
+@pytest.mark.skipif(not os.path.exists(f"/proc/{os.getpid()}/task/{os.getpid()}/children"), reason="needs Linux /proc")
+def test_worker_killed_during_write_stops_it_with_a_clear_error(source, tmp_path):
+    """The out-of-memory killer's SIGKILL to one worker: one line, exit 1, within seconds; a re-run finishes."""
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "tfrecord_tools", "write", str(source), str(out), "--workers", "2",
+               "--num-shards", "2", "--no-progress"]
+    environment = {**os.environ, "TFRECORD_TOOLS_TEST_RECORD_DELAY": "0.3", "PYTHONPATH": str(REPO_ROOT)}
+    process = subprocess.Popen(command, env=environment, cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (out.exists() and any(name.startswith(INCOMPLETE_PREFIX) for name in os.listdir(out))):
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.02)
+    children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+    workers = [int(pid) for pid in children
+               if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+               and b"resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    os.kill(workers[0], signal.SIGKILL)
+    try:
+        _, stderr = process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        pytest.fail("the write hung after a worker died")
+    assert process.returncode == 1, stderr
+    assert "a worker process died (killed with SIGKILL: out of memory?) while writing shards" in stderr
+    assert "run the same command again" in stderr and "Traceback" not in stderr
+    assert write(source, out, num_shards=2)["totals"]["images"] == 15
+    assert tfrecord_tools.verify(out).ok
+
+
+def test_class_folder_name_that_is_not_utf8(source, tmp_path):
+    import random
+
+    from tfrecord_tools.write import _seeded_random
+
+    bad = os.path.join(os.fsencode(source), b"bad\xff")
+    os.mkdir(bad)
+    with open(os.path.join(bad, b"1.jpg"), "wb") as handle:
+        handle.write(image_bytes(seed=50))
+    with open(os.path.join(bad, b"2.jpg"), "wb") as handle:
+        handle.write(image_bytes(seed=51))
+    summary = write(source, tmp_path / "out")
+    assert "bad\udcff" in summary["classes"] and summary["totals"]["images"] == 17
+    assert {record["image/class/text"][0] for _, record in all_records(tmp_path / "out")} >= {b"bad\xff"}
+    assert tfrecord_tools.verify(tmp_path / "out").ok
+    # Seeds of valid names are unchanged, so earlier outputs stay byte-identical.
+    assert _seeded_random("0/split/élan").random() == random.Random("0/split/élan").random()
+
+
+def test_val_and_valid_name_the_validation_split(tmp_path):
+    make_class_folder(tmp_path / "src" / "train", per_class=4)
+    make_class_folder(tmp_path / "src" / "val", per_class=2)
+    summary = write(tmp_path / "src", tmp_path / "out")
+    assert summary["layout"] == "splits" and summary["classes"] == ["cat", "dog", "fox"]
+    assert summary["splits"]["validation"]["images"] == 6 and summary["splits"]["train"]["images"] == 12
+    make_class_folder(tmp_path / "src2" / "valid", per_class=1)
+    make_class_folder(tmp_path / "src2" / "test", per_class=1)
+    assert tfrecord_tools.scan_images(tmp_path / "src2", workers=1).images[-1].split == "validation"
+
+
+def test_split_folders_mixed_with_other_folders_are_refused(tmp_path):
+    make_class_folder(tmp_path / "src" / "train", per_class=1)
+    make_class_folder(tmp_path / "src", classes=("dog",), per_class=1)
+    with pytest.raises(tfrecord_tools.SourceFolderError, match=r"mixes split folders \(train\) with other folders"):
+        write(tmp_path / "src", tmp_path / "out")
+    make_class_folder(tmp_path / "two" / "val", per_class=1)
+    make_class_folder(tmp_path / "two" / "validation", per_class=1)
+    with pytest.raises(tfrecord_tools.SourceFolderError, match="2 folders for the validation split"):
+        tfrecord_tools.scan_images(tmp_path / "two", workers=1)
+
+
+def test_default_shards_do_not_depend_on_workers(tmp_path):
+    source = make_class_folder(tmp_path / "src", per_class=8, size=(8, 8))
+    one = write(source, tmp_path / "one", workers=1)
+    two = write(source, tmp_path / "two", workers=2)
+    assert one["totals"]["shards"] == two["totals"]["shards"] == 8  # 4 per split
+    names = sorted(os.listdir(tmp_path / "one"))
+    assert names == sorted(os.listdir(tmp_path / "two"))
+    for name in names:
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes(), name
+    again = write(source, tmp_path / "one", workers=2)  # another --workers: reused, not refused
+    assert again["shards_reused"] == 8 and again["shards_written"] == 0
+    small = make_class_folder(tmp_path / "small", classes=("a",), per_class=3)
+    assert write(small, tmp_path / "small_out", test_fraction=0)["totals"]["shards"] == 3  # one per image
+
+
+def test_stop_on_error_ignores_hidden_files(source, tmp_path):
+    write_file(source / "cat" / ".DS_Store", b"\x00\x00\x00\x01Bud1")
+    summary = write(source, tmp_path / "out", on_error="stop")
+    assert summary["totals"]["images"] == 15
+    assert rejected_lines(tmp_path / "out")["cat/.DS_Store"]["category"] == "hidden"
+    write_file(source / "dog" / "broken.jpg", b"\xff\xd8\xff\xe0 not really")
+    with pytest.raises(tfrecord_tools.BadImageError, match=r"dog/broken\.jpg"):
+        write(source, tmp_path / "out2", on_error="stop")
+
+
+@pytest.mark.parametrize("name", ["dataset.json", "rejected.jsonl"])
+def test_crash_while_writing_the_sidecar_does_not_block_the_rerun(source, tmp_path, monkeypatch, name):
+    out = tmp_path / "out"
+    real_replace = os.replace
+
+    def crash_on(source_path, target_path):
+        if os.path.basename(target_path) == name:
+            raise OSError(28, "No space left on device (simulated)")
+        return real_replace(source_path, target_path)
+
+    monkeypatch.setattr(os, "replace", crash_on)
+    with pytest.raises(OSError, match="simulated"):
+        write(source, out, num_shards=1)
+    monkeypatch.setattr(os, "replace", real_replace)
+    leftovers = [item for item in os.listdir(out) if name in item]
+    assert leftovers and all(item.startswith(INCOMPLETE_PREFIX) for item in leftovers)
+    summary = write(source, out, num_shards=1)
+    assert summary["shards_reused"] == 2
+    assert not [item for item in os.listdir(out) if item.startswith(".")]
+    assert tfrecord_tools.verify(out).ok
+
+
+def test_contact_sheet_of_a_damaged_shard_names_shard_and_record(source, tmp_path):
+    out = tmp_path / "out"
+    write(source, out, num_shards=1, test_fraction=0)
+    shard = out / "train.tfrecord-00000-of-00001"
+    shard.write_bytes(shard.read_bytes()[:-10])
+    with pytest.raises(tfrecord_tools.TFRecordToolsError, match=r"train\.tfrecord-00000-of-00001 record 14 .*verify"):
+        tfrecord_tools.contact_sheet(out, tmp_path / "sheet.png", per_class=10)
+
+
+def test_cli_oserror_without_a_file_name(monkeypatch, capsys, tmp_path):
+    from tfrecord_tools import __main__ as cli
+
+    def fail(arguments):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(cli, "_run", fail)
+    assert cli.main(["verify", str(tmp_path)]) == 1
+    assert capsys.readouterr().err == "tfrecord_tools verify: error: No space left on device\n"
+
+
+def test_os_metadata_files_in_out_do_not_block_writing(source, tmp_path):
+    out = tmp_path / "out"
+    write_file(out / ".DS_Store", b"\x00\x00\x00\x01Bud1")
+    write_file(out / "Thumbs.db", b"thumbs")
+    write(source, out, num_shards=1)
+    assert write(source, out, num_shards=1)["shards_reused"] == 2
+    assert (out / ".DS_Store").exists() and (out / "Thumbs.db").read_bytes() == b"thumbs"
+    assert tfrecord_tools.verify(out).ok
+
+
+def test_class_names_in_two_unicode_forms_are_refused(tmp_path):
+    source = make_class_folder(tmp_path / "src", classes=("caf\u00e9", "cafe\u0301"), per_class=1)
+    with pytest.raises(tfrecord_tools.SourceFolderError, match="two Unicode forms") as caught:
+        write(source, tmp_path / "out")
+    assert r"'caf\xe9'" in str(caught.value) and r"'cafe\u0301'" in str(caught.value)
+
+
+def test_write_help_does_not_claim_verified_shards():
+    from tfrecord_tools.__main__ import build_parser
+
+    parser = build_parser()
+    assert "verified" not in parser.description and "decode-checked" in parser.description
+    assert "verified" not in (tfrecord_tools.__doc__.splitlines()[0])

@@ -6,6 +6,7 @@ tests compare what ``load`` yields with the files that went in.
 
 import hashlib
 import io
+import json
 import os
 import subprocess
 import sys
@@ -268,3 +269,57 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_finishes(tmp_path):
     finished = run_cli("write", source, out, "--workers", "1", "--num-shards", "2", "--no-progress")
     assert finished.returncode == 0, finished.stderr
     assert run_cli("verify", out).returncode == 0
+
+
+# ---------------------------------------------------------------------------
+# Review findings: each a test that failed before its fix
+
+
+def test_every_stored_jpeg_decodes_in_tensorflow(tmp_path):
+    """A JPEG without its end-of-image marker passes Pillow; stored as is, it failed tf.io.decode_jpeg mid-epoch."""
+    from test_tfrecord_tools import jpeg_without_end_marker, read_records
+
+    source = make_class_folder(tmp_path / "src", classes=("a", "b"), per_class=3)
+    cut = jpeg_without_end_marker()
+    whole = image_bytes(size=(16, 12), seed=7)
+    write_file(source / "a" / "no_end_marker.jpg", cut)
+    write_file(source / "a" / "zeros_for_end_marker.jpg", whole[:-2] + b"\x00" * 64)  # data whole, marker zeroed
+    write_file(source / "b" / "cut_and_padded.jpg", whole[: len(whole) * 2 // 3] + b"\x00" * 200)
+    write_file(source / "b" / "padded_after_end.jpg", whole + b"\x00" * 64)  # TensorFlow reads this one
+    out = tmp_path / "out"
+    write(source, out, test_fraction=0)
+    records = {}
+    for shard in tfrecord_tools.shard_files(out, "train"):
+        for features in read_records(shard):
+            encoded = features["image/encoded"][0]
+            image = tf.io.decode_jpeg(encoded, channels=3)  # raised "Invalid JPEG data" before the fix
+            assert image.shape == (features["image/height"][0], features["image/width"][0], 3)
+            records[features["image/filename"][0].decode()] = features
+    assert records["a/no_end_marker.jpg"]["image/reencoded"] == [1]
+    assert records["a/zeros_for_end_marker.jpg"]["image/reencoded"] == [1]
+    assert records["b/padded_after_end.jpg"]["image/reencoded"] == [0]
+    assert "b/cut_and_padded.jpg" not in records
+    rejected = (out / "rejected.jsonl").read_text()
+    assert "b/cut_and_padded.jpg" in rejected and "truncated" in rejected
+    assert tfrecord_tools.verify(out).ok
+    assert sum(len(labels) for _, labels in tfrecord_tools.load(out, "train", batch_size=4, image_size=(8, 8))) == 9
+
+
+def test_load_refuses_a_crop_window_that_does_not_fit(written):
+    _, out = written  # images are 12 high, 16 wide
+    with pytest.raises(ValueError, match=r"smallest are 12 px high and 16 px wide.*y \+ height must be <= 12"):
+        tfrecord_tools.load(out, "train", crop=(2, 0, 11, 16))
+    with pytest.raises(ValueError, match="height, width >= 1"):
+        tfrecord_tools.load(out, "train", crop=(0, 0, 0, 4))
+    with pytest.raises(ValueError, match="y, x >= 0"):
+        tfrecord_tools.load(out, "train", crop=(-1, 0, 4, 4))
+    images, _ = next(iter(tfrecord_tools.load(out, "train", crop=(0, 0, 12, 16), batch_size=2)))
+    assert images.shape == (2, 12, 16, 3)  # the whole image is the largest window
+
+
+def test_cli_info_json_with_contact_sheet_keeps_stdout_json(written, tmp_path):
+    _, out = written
+    result = run_cli("info", out, "--json", "--contact-sheet", tmp_path / "contact_sheet.png")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["classes"] == ["cat", "dog", "fox"]
+    assert "contact sheet:" in result.stderr

@@ -1,4 +1,4 @@
-"""Convert a folder of labelled images to verified, sharded TFRecords, and read them back fast.
+"""Convert a folder of labelled images to decode-checked, sharded TFRecords, verify them, read them back fast.
 
 Public API::
 
@@ -20,12 +20,14 @@ __version__ = "1.0.0"
 from .encode import DEFAULT_MAX_PIXELS, SUPPORTED_FORMATS, sniff_format
 from .errors import (
     BadImageError,
+    ImageWriteError,
     OutputFolderError,
     SidecarError,
     SourceChangedError,
     SourceFolderError,
     TFRecordToolsError,
     VerifyError,
+    WorkerDiedError,
 )
 from .info import contact_sheet, dataset_info, format_info
 from .record_io import iter_records, parse_example_bytes, serialize_example
@@ -52,6 +54,7 @@ __all__ = [
     "FEATURES",
     "FEATURE_DESCRIPTION",
     "ImageFile",
+    "ImageWriteError",
     "OutputFolderError",
     "Rejected",
     "SUPPORTED_FORMATS",
@@ -62,6 +65,7 @@ __all__ = [
     "TFRecordToolsError",
     "VerifyError",
     "VerifyReport",
+    "WorkerDiedError",
     "contact_sheet",
     "dataset_info",
     "decode_image",

@@ -1,8 +1,8 @@
-"""Command line: convert an image folder to verified TFRecords, check them, describe them.
+"""Command line: convert an image folder to decode-checked TFRecords, verify them, describe them.
 
 Examples::
 
-    # 80/20 stratified split, shards of ~100 MB (at least one per core), bad files skipped
+    # 80/20 stratified split, shards of ~100 MB (at least 4 per split), bad files skipped
     python -m tfrecord_tools write oregon_wildlife wildlife_tfrecords --test-fraction 0.2 --seed 0
 
     # re-read every shard, checksum, decode every image, compare with dataset.json
@@ -26,8 +26,10 @@ _WRITE_EXAMPLE = """example:
   python -m tfrecord_tools write oregon_wildlife wildlife_tfrecords --test-fraction 0.2 --seed 0 --workers 2
 
 SRC is SRC/<class>/<image> (any depth below the class folder), or
-SRC/train/<class>/<image> and SRC/test/<class>/<image> when it is split already.
-Formats are detected from content; every image is decoded before it is written.
+SRC/<split>/<class>/<image> when it is split already; split folders are train,
+validation (or val, valid) and test, and SRC then holds nothing else.
+Formats are detected from content; every image is decoded before it is written
+(run 'verify' afterwards to re-read the shards themselves).
 Writes OUT/<split>.tfrecord-NNNNN-of-NNNNN, OUT/dataset.json and OUT/rejected.jsonl.
 Running the same command again after a crash keeps the shards already finished."""
 
@@ -78,7 +80,7 @@ def _size(text):
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="python -m tfrecord_tools",
-        description="Convert a folder of labelled images to verified, sharded TFRecords.",
+        description="Convert a folder of labelled images to decode-checked, sharded TFRecords.",
         epilog="examples:\n  python -m tfrecord_tools write SRC OUT\n  python -m tfrecord_tools verify OUT\n"
         "  python -m tfrecord_tools info OUT --contact-sheet sheet.png",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -99,10 +101,12 @@ def build_parser():
     shards = write.add_mutually_exclusive_group()
     shards.add_argument("--num-shards", type=_positive_int, help="shards per split (default: from --shard-size)")
     shards.add_argument("--shard-size", type=_size, default=None,
-                        help="target shard size, e.g. 100MB (default 100MiB; at least one shard per worker)")
-    write.add_argument("--workers", type=_positive_int, default=None, help="processes (default: all cores)")
+                        help="target shard size, e.g. 100MB (default 100MiB; at least 4 shards per split)")
+    write.add_argument("--workers", type=_positive_int, default=None,
+                       help="processes (default: all cores); the output does not depend on it")
     write.add_argument("--on-error", choices=("skip", "stop"), default="skip",
-                       help="skip bad files and list them in rejected.jsonl (default), or stop at the first")
+                       help="skip bad files and list them in rejected.jsonl (default), or stop at the first "
+                       "bad image")
     write.add_argument("--max-pixels", type=_positive_int, default=None,
                        help="reject images with more pixels, before decoding (default 100,000,000)")
     write.add_argument("--overwrite", action="store_true",
@@ -157,7 +161,8 @@ def _run(arguments):
     if arguments.contact_sheet:
         path = contact_sheet(arguments.out, arguments.contact_sheet, split=arguments.split,
                              per_class=arguments.per_class)
-        print(f"contact sheet: {path}")
+        # With --json, stdout holds the JSON alone, so that it can be piped to a parser.
+        print(f"contact sheet: {path}", file=sys.stderr if arguments.json else sys.stdout)
     return 0
 
 
@@ -173,8 +178,8 @@ def main(argv=None):
         print(f"tfrecord_tools {arguments.command}: error: {error}", file=sys.stderr)
         return 1
     except OSError as error:  # disk full, permission denied, ...: name the file, no traceback
-        print(f"tfrecord_tools {arguments.command}: error: {error.filename or ''}: {error.strerror or error}",
-              file=sys.stderr)
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"tfrecord_tools {arguments.command}: error: {where}{error.strerror or error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"tfrecord_tools {arguments.command}: interrupted; run the same command again to finish",

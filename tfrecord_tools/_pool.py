@@ -11,8 +11,17 @@ top-to-bottom module code without an ``if __name__ == "__main__"`` guard, so
 re-importing one would run the whole lab again inside every worker. Our worker
 functions live in ``tfrecord_tools`` modules, so the children do not need the
 main script; we show them a blank ``__main__`` while the pool starts.
+
+Why ``concurrent.futures``: when a worker of a ``multiprocessing.Pool`` dies
+(the out-of-memory killer sends SIGKILL), the pool starts a replacement (which,
+spawned outside the blank ``__main__``, would run the lab script) and the task
+the dead worker held is lost, so the parent waits forever. A
+``ProcessPoolExecutor`` never replaces a worker: it fails every pending task
+with ``BrokenProcessPool``, which :class:`WorkerPool` turns into a
+:class:`~tfrecord_tools.errors.WorkerDiedError` that says what to do.
 """
 
+import concurrent.futures
 import contextlib
 import multiprocessing
 import os
@@ -21,6 +30,12 @@ import sys
 import threading
 import time
 import types
+from concurrent.futures.process import BrokenProcessPool
+
+from .errors import WorkerDiedError
+
+#: Seconds between checks while waiting for results (progress bars are updated then).
+POLL_SECONDS = 0.2
 
 
 def default_workers():
@@ -62,8 +77,121 @@ def _prepare_worker(initializer, initargs):
         initializer(*initargs)
 
 
+class WorkerPool:
+    """Spawned worker processes that fail loudly, instead of hanging, when one dies.
+
+    Parameters
+    ----------
+    workers : int
+        Number of processes (at least 2; with 1 the callers run in-process).
+    initializer, initargs
+        Run in every worker once, as for :class:`multiprocessing.pool.Pool`.
+
+    Every worker is started here, while the children see a blank ``__main__``
+    and ignore Ctrl-C; none is ever started later. Use as a context manager, or
+    call :meth:`terminate` when done.
+    """
+
+    def __init__(self, workers, initializer=None, initargs=()):
+        self.workers = workers
+        self._executor = concurrent.futures.ProcessPoolExecutor(
+            workers, mp_context=multiprocessing.get_context("spawn"), initializer=_prepare_worker,
+            initargs=(initializer, initargs),
+        )
+        with _blank_main_module(), _children_ignore_ctrl_c():
+            # The executor would otherwise start workers on demand, one per submit, some
+            # of them outside these two contexts. (A private method, in CPython 3.11+.)
+            self._executor._launch_processes()
+        self._processes = list(self._executor._processes.values())
+
+    def map(self, function, items, *, doing, then=None, ordered=True, on_wait=None):
+        """Yield ``function(item)`` for every item, computed in the workers.
+
+        Parameters
+        ----------
+        function : callable
+            A module-level function (it is pickled by name).
+        items : iterable
+            Arguments, one per call; all are submitted at once.
+        doing : str
+            What the pool is doing, for the error message: "checking the images under SRC".
+        then : str, optional
+            What the user should do after a worker died; default: run the same command again.
+        ordered : bool
+            Yield results in the order of ``items`` (else as they complete).
+        on_wait : callable, optional
+            Called every :data:`POLL_SECONDS` while waiting, and after each result.
+
+        Raises
+        ------
+        WorkerDiedError
+            A worker process ended abruptly; the other workers are stopped.
+        Exception
+            Whatever ``function`` raised in a worker.
+        """
+        try:
+            futures = [self._executor.submit(function, item) for item in items]
+            pending = set(futures)
+            if ordered:
+                for future in futures:
+                    while True:
+                        try:
+                            result = future.result(timeout=POLL_SECONDS)
+                            break
+                        except concurrent.futures.TimeoutError:
+                            if on_wait is not None:
+                                on_wait()
+                    yield result
+                    if on_wait is not None:
+                        on_wait()
+                return
+            while pending:
+                done, pending = concurrent.futures.wait(
+                    pending, timeout=POLL_SECONDS, return_when=concurrent.futures.FIRST_COMPLETED
+                )
+                for future in done:
+                    yield future.result()
+                if on_wait is not None:
+                    on_wait()
+        except BrokenProcessPool:
+            raise WorkerDiedError(self._death_message(doing, then)) from None
+
+    def _death_message(self, doing, then):
+        deadline = time.monotonic() + 2.0
+        for process in self._processes:  # the executor is stopping the others: wait a moment for exit codes
+            process.join(timeout=max(0.0, deadline - time.monotonic()))
+        codes = [process.exitcode for process in self._processes]
+        # The executor stops the other workers with SIGTERM: the first other code is the dead one's.
+        dead = [code for code in codes if code is not None and code != -signal.SIGTERM]
+        if dead and dead[0] == -signal.SIGKILL:
+            how = "killed with SIGKILL: out of memory?"
+        elif dead and dead[0] < 0:
+            how = f"killed by signal {-dead[0]}"
+        elif dead:
+            how = f"exit code {dead[0]}"
+        else:
+            how = "killed for memory?"
+        then = then or "run the same command again (with fewer workers if memory is short)"
+        return f"a worker process died ({how}) while {doing}; {then}"
+
+    def terminate(self):
+        """Stop every worker now, finished or not (like ``multiprocessing.Pool.terminate``)."""
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        for process in self._processes:
+            if process.exitcode is None:
+                process.terminate()
+        for process in self._processes:
+            process.join(timeout=5)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.terminate()
+
+
 def start_pool(workers, initializer=None, initargs=()):
-    """Start ``workers`` spawned processes; the caller closes the pool.
+    """Start ``workers`` spawned processes as a :class:`WorkerPool`; the caller terminates it.
 
     Parameters
     ----------
@@ -72,11 +200,7 @@ def start_pool(workers, initializer=None, initargs=()):
     initializer, initargs
         As for :class:`multiprocessing.pool.Pool`.
     """
-    context = multiprocessing.get_context("spawn")
-    with _blank_main_module(), _children_ignore_ctrl_c():
-        # Pool starts all its processes in the constructor, so the blank main
-        # module is in place exactly while the children read it.
-        return context.Pool(workers, initializer=_prepare_worker, initargs=(initializer, initargs))
+    return WorkerPool(workers, initializer, initargs)
 
 
 @contextlib.contextmanager

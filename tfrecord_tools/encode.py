@@ -7,11 +7,19 @@ them:
 1. Empty file, or content that starts with no known image signature: rejected.
 2. Pillow opens the file restricted to the sniffed format, checks the pixel count
    against ``max_pixels`` *before* decoding (a 100,000 x 100,000 PNG would need
-   30 GB), then decodes every pixel. Any decoder error rejects the file.
-3. A JPEG whose pixels are RGB or grayscale is kept byte for byte; anything else
-   (PNG, GIF's first frame, BMP, WebP, TIFF, CMYK JPEG, alpha, 16-bit) is
-   re-encoded to an RGB JPEG by :func:`to_rgb_jpeg`, so the stored
-   ``image/format`` is always ``jpeg`` and ``image/channels`` is 1 or 3.
+   30 GB), then decodes every pixel. Any decoder error rejects the file, and so
+   does a JPEG without an end-of-image marker that decodes only thanks to zero
+   bytes at its end (a file cut short, then padded: the zeros would be decoded
+   as pixels).
+3. A JPEG whose pixels are RGB or grayscale, and whose end-of-image marker
+   (FF D9) follows its last scan, is kept byte for byte. Anything else (PNG,
+   GIF's first frame, BMP, WebP, TIFF, CMYK JPEG, alpha, 16-bit, and a JPEG that
+   lacks the marker, which ``tf.io.decode_jpeg`` refuses as "Invalid JPEG data"
+   though Pillow reads it) is re-encoded to an RGB JPEG by :func:`to_rgb_jpeg`,
+   so the stored ``image/format`` is always ``jpeg``, ``image/channels`` is 1
+   or 3, and every stored image decodes with ``tf.io.decode_jpeg``.
+4. An image that must be re-encoded but has a side over 65,500 px (the largest
+   JPEG libjpeg writes) is rejected as ``too_large``.
 
 EXIF orientation is not applied, as neither ``tf.io.decode_jpeg`` nor Keras's
 image loaders apply it: the stored pixels are the ones training will see.
@@ -19,6 +27,7 @@ image loaders apply it: the stored pixels are the ones training will see.
 
 import hashlib
 import io
+import re
 
 from PIL import Image, ImageFile
 
@@ -31,6 +40,8 @@ Image.MAX_IMAGE_PIXELS = None
 DEFAULT_MAX_PIXELS = 100_000_000
 #: Quality of re-encoded JPEGs: high enough that re-encoding loses little.
 REENCODE_JPEG_QUALITY = 95
+#: Largest width or height libjpeg (Pillow's and TensorFlow's) encodes or decodes.
+MAX_JPEG_SIDE = 65_500
 
 # (signature test, format name, Pillow's format id)
 _SIGNATURES = (
@@ -121,6 +132,57 @@ def _jpeg_frame_header(data):
     return None
 
 
+# After a scan, the next marker: FF followed by anything but 00 (a stuffed FF data
+# byte), D0-D7 (restart markers, part of the scan) or FF (fill bytes before a marker).
+_MARKER_AFTER_SCAN = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+# Markers without a length field: TEM, RST0-7, SOI.
+_MARKERS_WITHOUT_LENGTH = frozenset({0x01, 0xD8, *range(0xD0, 0xD8)})
+
+
+def jpeg_ends_properly(data):
+    """True when an end-of-image marker (FF D9) follows the JPEG's last scan.
+
+    ``tf.io.decode_jpeg`` reads to that marker and fails with "Invalid JPEG data"
+    when the file ends before it, even if every pixel is there, and even when
+    zero bytes take its place; Pillow decodes such files. Bytes after the marker
+    are ignored by both (tried: zero padding, text, more FF bytes), so they are
+    allowed.
+
+    Walks the marker segments (each announces its length) and, after each
+    start-of-scan, the entropy-coded data up to the next marker.
+    """
+    if data.endswith(b"\xff\xd9"):
+        # Inside scan data an FF byte is always followed by 00 or a restart marker,
+        # so a file that ends in FF D9 ends with its end-of-image marker.
+        return True
+    position, end, scans = 2, len(data), 0
+    while position + 2 <= end:
+        if data[position] != 0xFF:
+            return False
+        marker = data[position + 1]
+        if marker == 0xFF:  # fill byte
+            position += 1
+            continue
+        if marker == 0xD9:
+            return scans > 0
+        if marker in _MARKERS_WITHOUT_LENGTH:
+            position += 2
+            continue
+        if position + 4 > end:
+            return False
+        length = (data[position + 2] << 8) | data[position + 3]
+        if length < 2:
+            return False
+        position += 2 + length
+        if marker == 0xDA:  # start of scan: skip its entropy-coded data
+            scans += 1
+            found = _MARKER_AFTER_SCAN.search(data, position)
+            if found is None:
+                return False
+            position = found.start()
+    return False
+
+
 def _open_common_jpeg(data, max_pixels):
     """Decode an 8-bit, 1- or 3-component JPEG without Pillow's Python header parser.
 
@@ -175,10 +237,33 @@ def open_checked(data, max_pixels=DEFAULT_MAX_PIXELS):
     source_format = sniff_format(data[:16])
     if source_format is None:
         raise ImageCheckError(_describe_unknown(data[:64]), "not_an_image")
+    image = _decode(data, source_format, max_pixels)
+    if source_format == "jpeg" and data.endswith(b"\x00") and not jpeg_ends_properly(data):
+        # Cut short, then padded with zeros (by a copy tool, a disk image)? libjpeg decodes
+        # the zeros as pixels. Decode again with other filler bytes: the pixels change
+        # only if the filler is read as image data.
+        unpadded = data.rstrip(b"\x00")
+        if unpadded.endswith(b"\xff"):
+            unpadded += b"\x00"  # a stuffed FF 00 at the end of the scan data
+        try:
+            same = _decode(unpadded.ljust(len(data), b"\x55"), source_format, max_pixels).tobytes() == image.tobytes()
+        except ImageCheckError:
+            same = False
+        if not same:
+            raise ImageCheckError(
+                f"jpeg data cannot be decoded: file is truncated (it ends in {len(data) - len(unpadded):,} zero "
+                "bytes instead of its end-of-image marker FF D9, and the decoder reads them as pixels)",
+                "corrupt",
+            )
+    return image, source_format
+
+
+def _decode(data, source_format, max_pixels):
+    """Fully decode the first frame (see :func:`open_checked`)."""
     if source_format == "jpeg":
         image = _open_common_jpeg(data, max_pixels)
         if image is not None:
-            return image, source_format
+            return image
     try:
         image = Image.open(io.BytesIO(data), formats=[_PILLOW_FORMAT[source_format]])
     except Exception as error:  # Pillow raises many types for bad headers
@@ -196,20 +281,34 @@ def open_checked(data, max_pixels=DEFAULT_MAX_PIXELS):
         image.load()  # decodes every pixel of the first frame; truncation raises here
     except Exception as error:
         raise ImageCheckError(f"{source_format} data cannot be decoded: {error}", "corrupt") from None
-    return image, source_format
+    return image
 
 
 def keeps_original_bytes(image, source_format, data):
     """True when the file is a JPEG that every decoder reads as RGB or grayscale.
 
     That is an 8-bit Huffman-coded JPEG (baseline, extended or progressive) with 1
-    or 3 components. Arithmetic-coded, lossless and 12-bit JPEGs, which some
-    builds of libjpeg (and so tf.io.decode_jpeg) refuse, are re-encoded.
+    or 3 components that ends with its end-of-image marker (see
+    :func:`jpeg_ends_properly`). Arithmetic-coded, lossless and 12-bit JPEGs,
+    which some builds of libjpeg (and so tf.io.decode_jpeg) refuse, and JPEGs
+    without the marker, which tf.io.decode_jpeg refuses, are re-encoded.
     """
     if source_format != "jpeg" or image.mode not in ("RGB", "L"):
         return False
     header = _jpeg_frame_header(data)
-    return header is not None and header[0] in _FAST_SOF_MARKERS and header[1] == 8
+    return (header is not None and header[0] in _FAST_SOF_MARKERS and header[1] == 8
+            and jpeg_ends_properly(data))
+
+
+def _check_jpeg_side(image, source_format):
+    """Refuse to re-encode an image with a side JPEG cannot hold."""
+    width, height = image.size
+    if max(width, height) > MAX_JPEG_SIDE:
+        raise ImageCheckError(
+            f"image is {width}x{height} pixels: this {source_format} must be re-encoded to JPEG, and JPEG holds "
+            f"at most {MAX_JPEG_SIDE:,} px a side (resize or cut it to store it)",
+            "too_large",
+        )
 
 
 def _to_8_bit_rgb(image):
@@ -255,7 +354,13 @@ def to_rgb_jpeg(image, quality=REENCODE_JPEG_QUALITY):
     bytes
         A baseline RGB JPEG of the same width and height. Pillow's encoder is
         deterministic, so the same input gives the same bytes.
+
+    Raises
+    ------
+    ImageCheckError
+        A side is over :data:`MAX_JPEG_SIDE` (category ``too_large``).
     """
+    _check_jpeg_side(image, "image")
     rgb = _to_8_bit_rgb(image)
     buffer = io.BytesIO()
     rgb.save(buffer, format="JPEG", quality=quality)
@@ -276,7 +381,8 @@ def check_image(data, max_pixels=DEFAULT_MAX_PIXELS):
     -------
     dict
         ``source_format``, ``mode`` (Pillow's), ``height``, ``width``, ``channels``
-        (of the stored JPEG: 1 or 3), ``reencode`` (bool) and ``sha256`` (hex, of
+        (of the stored JPEG: 1 or 3), ``reencode`` (bool: stored as an RGB JPEG
+        re-encoding, see :func:`keeps_original_bytes`) and ``sha256`` (hex, of
         ``data``).
 
     Raises
@@ -286,6 +392,8 @@ def check_image(data, max_pixels=DEFAULT_MAX_PIXELS):
     """
     image, source_format = open_checked(data, max_pixels)
     keep = keeps_original_bytes(image, source_format, data)
+    if not keep:
+        _check_jpeg_side(image, source_format)
     return {
         "source_format": source_format,
         "mode": image.mode,

@@ -22,7 +22,15 @@ class BadImageError(TFRecordToolsError):
 
 
 class SourceChangedError(TFRecordToolsError):
-    """A source file changed between the decode check and the writing."""
+    """A source file changed (or vanished) between the decode check and the writing."""
+
+
+class ImageWriteError(TFRecordToolsError):
+    """A source image passed the check but could not be stored while writing its shard."""
+
+
+class WorkerDiedError(TFRecordToolsError):
+    """A worker process ended abruptly (killed by the out-of-memory killer, say)."""
 
 
 class SidecarError(TFRecordToolsError):

@@ -4,7 +4,7 @@ import io
 import os
 
 from .errors import TFRecordToolsError
-from .record_io import iter_records, parse_example_bytes
+from .record_io import RecordError, iter_records, parse_example_bytes
 from .sidecar import read_sidecar
 
 
@@ -75,6 +75,13 @@ def format_info(info):
     return "\n".join(lines)
 
 
+def _damaged(out, shard_path, index, problem):
+    return TFRecordToolsError(
+        f"{shard_path} record {index} is damaged ({problem}); run 'python -m tfrecord_tools verify "
+        f"{os.fspath(out)}' to list every problem, then write the dataset again"
+    )
+
+
 def contact_sheet(out, path, *, split="train", per_class=6, thumbnail_px=96):
     """Save a PNG grid: one row per class, its first ``per_class`` images.
 
@@ -96,6 +103,12 @@ def contact_sheet(out, path, *, split="train", per_class=6, thumbnail_px=96):
     str
         ``path``. The image is ``(classes * thumbnail_px, 160 + per_class *
         thumbnail_px)`` pixels.
+
+    Raises
+    ------
+    TFRecordToolsError
+        A shard cannot be read, or one of its records or images is damaged;
+        names the shard and the record (run ``verify`` for a full list).
     """
     from PIL import Image, ImageDraw
 
@@ -109,21 +122,32 @@ def contact_sheet(out, path, *, split="train", per_class=6, thumbnail_px=96):
     for shard in sidecar["splits"][split]["shards"]:
         if found >= wanted:
             break
-        with open(os.path.join(os.fspath(out), shard["file"]), "rb") as handle:
+        shard_path = os.path.join(os.fspath(out), shard["file"])
+        with open(shard_path, "rb") as handle:
             data = handle.read()
-        for _, _, record in iter_records(data, check_crc=False):
-            features = parse_example_bytes(record)
-            name = features["image/class/text"][0].decode("utf-8", "surrogateescape")
-            if name in picked and len(picked[name]) < per_class:
-                picked[name].append(features["image/encoded"][0])
-                found += 1
+        index = 0
+        try:
+            for index, _, record in iter_records(data, check_crc=False):
+                features = parse_example_bytes(record)
+                name = features["image/class/text"][0].decode("utf-8", "surrogateescape")
+                if name in picked and len(picked[name]) < per_class:
+                    picked[name].append((shard_path, index, features["image/encoded"][0]))
+                    found += 1
+        except RecordError as error:
+            problem = str(error).split(": ", 1)[-1]  # without its own "record N: "
+            raise _damaged(out, shard_path, error.index, problem) from None
+        except (ValueError, KeyError, IndexError, TypeError) as error:  # not an Example, or a feature missing
+            raise _damaged(out, shard_path, index, f"{type(error).__name__}: {error}") from None
     label_width = 160
     sheet = Image.new("RGB", (label_width + per_class * thumbnail_px, max(1, len(classes)) * thumbnail_px), "white")
     draw = ImageDraw.Draw(sheet)
     for row, name in enumerate(classes):
         draw.text((4, row * thumbnail_px + thumbnail_px // 2 - 6), f"{row}: {name}"[:24], fill="black")
-        for column, encoded in enumerate(picked[name]):
-            thumbnail = Image.open(io.BytesIO(encoded)).convert("RGB")
+        for column, (shard_path, index, encoded) in enumerate(picked[name]):
+            try:
+                thumbnail = Image.open(io.BytesIO(encoded)).convert("RGB")
+            except Exception as error:  # Pillow raises many types for damaged data
+                raise _damaged(out, shard_path, index, f"its image does not decode: {error}") from None
             thumbnail.thumbnail((thumbnail_px, thumbnail_px))
             left = label_width + column * thumbnail_px + (thumbnail_px - thumbnail.width) // 2
             top = row * thumbnail_px + (thumbnail_px - thumbnail.height) // 2

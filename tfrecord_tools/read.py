@@ -38,6 +38,7 @@ numbers in :func:`load`'s docstring, 2-core machine, 2026-11-25):
   :func:`load`.
 """
 
+import numbers
 import os
 
 import tensorflow as tf
@@ -123,6 +124,25 @@ def _crop_window(height, width, crop):
     return tf.constant(crop, dtype=tf.int32)
 
 
+def _check_crop(crop, size, split):
+    """Refuse a crop window that some image of the split cannot hold (it would fail mid-epoch)."""
+    if not all(isinstance(value, numbers.Integral) and not isinstance(value, bool) for value in crop):
+        raise ValueError(f"crop must be (y, x, height, width) in whole pixels, got {crop!r}")
+    y, x, height, width = window = tuple(int(value) for value in crop)
+    if y < 0 or x < 0 or height < 1 or width < 1:
+        raise ValueError(f"crop (y, x, height, width) needs y, x >= 0 and height, width >= 1, got {window}")
+    if not size:
+        return
+    min_height, min_width = size["min_height"], size["min_width"]
+    if y + height > min_height or x + width > min_width:
+        raise ValueError(
+            f"crop {window} does not fit every image of split {split!r}: the smallest are {min_height} px high "
+            f"and {min_width} px wide, so y + height must be <= {min_height} and x + width <= {min_width} "
+            f"(here {y + height} and {x + width}); the largest window at (0, 0) is "
+            f"(0, 0, {min_height}, {min_width}), or use crop='center'"
+        )
+
+
 def load(out, split, *, batch_size=32, image_size=None, crop=None, shuffle=None, seed=None,
          shuffle_buffer=10_000, cache=False, channels=3, dtype="uint8", num_input_pipelines=1,
          input_pipeline_id=0, drop_remainder=False, parse_batch_size=256, parallel_reads=False, autotune=False):
@@ -141,7 +161,9 @@ def load(out, split, *, batch_size=32, image_size=None, crop=None, shuffle=None,
         images are not all one size.
     crop : "center" or (y, x, height, width), optional
         Decode only this window (``tf.io.decode_and_crop_jpeg``): ``"center"``
-        takes the largest centred square. Applied before ``image_size``.
+        takes the largest centred square. Applied before ``image_size``. A
+        window must fit the split's smallest image (``image_size`` in
+        ``dataset.json``): ``y + height <= min_height``, ``x + width <= min_width``.
     shuffle : bool, optional
         Shuffle files and records every epoch; default True for ``"train"``.
     seed : int, optional
@@ -197,6 +219,8 @@ def load(out, split, *, batch_size=32, image_size=None, crop=None, shuffle=None,
     if crop is not None and crop != "center" and (not isinstance(crop, list | tuple) or len(crop) != 4):
         raise ValueError(f"crop must be 'center' or (y, x, height, width), got {crop!r}")
     size = sidecar["splits"][split].get("image_size") or {}
+    if crop not in (None, "center"):
+        _check_crop(crop, size, split)
     uniform = size.get("min_height") == size.get("max_height") and size.get("min_width") == size.get("max_width")
     if batch_size is not None and image_size is None and crop in (None, "center") and not uniform:
         raise ValueError(

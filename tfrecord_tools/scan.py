@@ -4,9 +4,15 @@
 to drop what cannot be decoded) and is the first step of ``write``. It
 
 1. walks ``SRC/<class>/...`` or, when every top folder is a split name,
-   ``SRC/<split>/<class>/...``; follows symbolic links but never twice into the
-   same folder (a symlink loop is reported, not followed forever); skips hidden
-   files and folders and anything that is not a regular file, with a reason;
+   ``SRC/<split>/<class>/...`` (split names: ``train``; ``validation``, also
+   written ``val`` or ``valid``; ``test``. A mix of split names and other
+   folders is refused); follows symbolic links but never twice into the same
+   folder (a symlink loop is reported, not followed forever), and never into
+   SRC's own folders (SRC, a split folder, a class folder or anything inside
+   one: those images are read in their own place, under their own label);
+   skips hidden files and folders and anything that is not a regular file, with
+   a reason; refuses two class names that differ only in Unicode form (NFC and
+   NFD ``café``);
 2. reads each file, sniffs its format from content, decodes it fully and hashes
    it (SHA-256), in a pool of worker processes;
 3. returns the good files, sorted by path, with 0-based labels from the sorted
@@ -17,14 +23,18 @@ import dataclasses
 import errno
 import os
 import stat
+import unicodedata
 from pathlib import Path
 
 from . import _pool
 from .encode import DEFAULT_MAX_PIXELS, ImageCheckError, check_image
 from .errors import BadImageError, SourceFolderError
 
-#: Top-level folder names that mean SRC is already split.
-SPLIT_NAMES = ("train", "validation", "test")
+#: Top-level folder names that mean SRC is already split, and the split each one names.
+SPLIT_NAMES = {"train": "train", "validation": "validation", "val": "validation", "valid": "validation",
+               "test": "test"}
+#: Rejection categories of files that are bad images (``on_error="stop"`` stops at these only).
+BAD_IMAGE_CATEGORIES = ("unreadable", "empty", "not_an_image", "corrupt", "too_large")
 #: What a worker reports for a good file (check_image's keys, then the file size).
 _CHECKED_FIELDS = ("source_format", "mode", "height", "width", "channels", "reencode", "sha256", "num_bytes")
 #: Files per task sent to a worker: large enough to amortise the IPC round trip.
@@ -46,7 +56,8 @@ class ImageFile:
     label : int
         Index of ``class_name`` in the sorted class names.
     split : str or None
-        ``train``/``validation``/``test`` when SRC is already split, else None.
+        ``train``/``validation``/``test`` when SRC is already split (a ``val/`` or
+        ``valid/`` folder gives ``validation``), else None.
     source_format : str
         Format sniffed from the content: jpeg, png, gif, bmp, webp or tiff.
     mode : str
@@ -82,8 +93,10 @@ class ImageFile:
 class Rejected:
     """A path that will not be written, and why.
 
-    ``category`` is one of: hidden, not_a_file, broken_link, symlink_loop,
-    outside_class_folder, unreadable, empty, not_an_image, corrupt, too_large.
+    ``category`` is one of: hidden, not_a_file, broken_link, symlink_loop (a
+    cycle of links, a folder reached twice, or a link back into SRC's own
+    folders), outside_class_folder, unreadable, empty, not_an_image, corrupt,
+    too_large. The last five are :data:`BAD_IMAGE_CATEGORIES`.
     """
 
     relative_path: str
@@ -160,12 +173,76 @@ def _list_dir(folder):
         raise SourceFolderError(f"cannot list folder {folder}: {error.strerror}") from None
 
 
-def _walk_class_folder(class_folder, source_root, found, rejected, visited):
+def _folder_key(path):
+    info = os.stat(path)  # follows symbolic links
+    return info.st_dev, info.st_ino
+
+
+class _OwnFolders:
+    """SRC, its split folders and its class folders: each is read in its own place only.
+
+    A symbolic link that leads to one of them, into one of the class folders, or
+    to a folder that holds SRC would read images a second time under another
+    label (``SRC/cat/up -> ..`` would label the dog images cat), so such links are
+    reported and not followed.
+    """
+
+    def __init__(self, source_root):
+        self.source_root = source_root
+        self.source_real = os.path.realpath(source_root)
+        self.keys = {}  # (device, inode) -> description
+        self.class_roots = {}  # real path of a class folder -> description
+        self.add(source_root, "SRC itself")
+
+    def add(self, path, description, is_class=False):
+        try:
+            self.keys[_folder_key(path)] = description
+        except OSError:
+            return  # the walk reports it as unreadable
+        if is_class:
+            self.class_roots[os.path.realpath(path)] = description
+
+    def description(self, key):
+        return self.keys.get(key)
+
+    def link_problem(self, path):
+        """Why the link ``path`` (to a folder) must not be followed, or None."""
+        try:
+            key = _folder_key(path)
+        except OSError:
+            return None  # the caller reports it
+        if key in self.keys:
+            return f"it leads to {self.keys[key]}"
+        target = os.path.realpath(path)
+        if self.source_real.startswith(target.rstrip(os.sep) + os.sep):
+            return f"it leads to {target}, a folder that holds SRC"
+        folder = target
+        while True:
+            if folder in self.class_roots:
+                return f"it leads into {self.class_roots[folder]} ({target})"
+            parent = os.path.dirname(folder)
+            if parent == folder:
+                return None
+            folder = parent
+
+
+def _link_rejection(relative, problem, class_name):
+    return Rejected(
+        relative,
+        f"symbolic link back into SRC's own folders: {problem}, whose images are read in their own place; "
+        f"following it would read them again, labelled {class_name!r}. Not followed",
+        "symlink_loop",
+    )
+
+
+def _walk_class_folder(class_folder, source_root, found, rejected, visited, own, class_name, is_root=False):
     """Collect regular files under one class folder, recursively.
 
-    ``visited`` holds the (device, inode) of every folder entered, so a symlink
+    ``visited`` holds the (device, inode) of every folder entered (and, from
+    the start, of SRC, the split folders and every class folder), so a symlink
     that points back to an ancestor, or to a folder seen already, is entered
-    once at most.
+    once at most. ``own`` (an :class:`_OwnFolders`) names SRC's own folders: a
+    link into one of them is reported and not followed.
     """
     try:
         info = os.stat(class_folder)
@@ -174,7 +251,12 @@ def _walk_class_folder(class_folder, source_root, found, rejected, visited):
                                  "unreadable"))
         return
     key = (info.st_dev, info.st_ino)
-    if key in visited:
+    if key in visited and not is_root:
+        own_folder = own.description(key)
+        if own_folder is not None:
+            rejected.append(_link_rejection(_relative(class_folder, source_root), f"it leads to {own_folder}",
+                                            class_name))
+            return
         rejected.append(
             Rejected(
                 _relative(class_folder, source_root),
@@ -202,7 +284,7 @@ def _walk_class_folder(class_folder, source_root, found, rejected, visited):
                 found.append((entry.path, relative))
                 continue
             if entry.is_dir(follow_symlinks=False):
-                _walk_class_folder(entry.path, source_root, found, rejected, visited)
+                _walk_class_folder(entry.path, source_root, found, rejected, visited, own, class_name)
                 continue
         try:
             entry_stat = os.stat(entry.path)  # follows symlinks
@@ -216,7 +298,11 @@ def _walk_class_folder(class_folder, source_root, found, rejected, visited):
                 rejected.append(Rejected(relative, f"cannot stat: {error.strerror}", "unreadable"))
             continue
         if stat.S_ISDIR(entry_stat.st_mode):
-            _walk_class_folder(entry.path, source_root, found, rejected, visited)
+            problem = own.link_problem(entry.path) if entry.is_symlink() else None
+            if problem is not None:
+                rejected.append(_link_rejection(relative, problem, class_name))
+                continue
+            _walk_class_folder(entry.path, source_root, found, rejected, visited, own, class_name)
         elif stat.S_ISREG(entry_stat.st_mode):
             found.append((entry.path, relative))
         else:
@@ -240,6 +326,63 @@ def _class_folders(folder, source_root, rejected):
     return folders
 
 
+def _groups(source_root, top_folders, rejected):
+    """``(layout, [(split, split folder entry, class folder entry)])``; split is None without split folders."""
+    names = [entry.name for entry in top_folders]
+    split_named = [name for name in names if name in SPLIT_NAMES]
+    if not split_named:
+        return "classes", [(None, None, entry) for entry in top_folders]
+    if len(split_named) < len(names):
+        others = [name for name in names if name not in SPLIT_NAMES]
+        shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
+        raise SourceFolderError(
+            f"{source_root} mixes split folders ({', '.join(split_named)}) with other folders ({shown}): expected "
+            "either only class folders, SRC/<class>/<image>, or only split folders, SRC/<split>/<class>/<image> "
+            "(split names: train; validation, val or valid; test). Move the other folders into a split, or "
+            "rename a class folder that is called like a split"
+        )
+    by_split = {}
+    for name in split_named:
+        by_split.setdefault(SPLIT_NAMES[name], []).append(name)
+    for split, folders in by_split.items():
+        if len(folders) > 1:
+            raise SourceFolderError(
+                f"{source_root} has {len(folders)} folders for the {split} split ({', '.join(folders)}); "
+                "merge them into one"
+            )
+    groups = []
+    source_real = os.path.realpath(source_root)
+    for split_entry in top_folders:
+        target = os.path.realpath(split_entry.path)
+        if split_entry.is_symlink() and (target == source_real or os.path.commonpath([target, source_real])
+                                         in (target, source_real)):
+            raise SourceFolderError(
+                f"split folder {split_entry.path} is a symbolic link back into SRC ({target}): expected a folder "
+                f"of class folders, {split_entry.path}/<class>/<image>"
+            )
+        class_entries = _class_folders(split_entry.path, source_root, rejected)
+        if not class_entries:
+            raise SourceFolderError(
+                f"split folder {split_entry.path} holds no class folders: expected "
+                f"{split_entry.path}/<class>/<image>"
+            )
+        groups.extend((SPLIT_NAMES[split_entry.name], split_entry, entry) for entry in class_entries)
+    return "splits", groups
+
+
+def _refuse_unicode_twins(groups):
+    """Refuse class names that differ only in Unicode normalisation (NFC "café" and NFD "café")."""
+    seen = {}
+    for _, _, entry in groups:
+        first = seen.setdefault(unicodedata.normalize("NFC", entry.name), entry)
+        if first.name != entry.name:
+            raise SourceFolderError(
+                f"class folders {first.path} ({ascii(first.name)}) and {entry.path} ({ascii(entry.name)}) have "
+                "the same name written in two Unicode forms (NFC and NFD; macOS writes NFD): they would be two "
+                "classes that look alike. Rename or merge one of them"
+            )
+
+
 def find_files(source):
     """Walk SRC and list candidate files, without opening any of them.
 
@@ -257,7 +400,8 @@ def find_files(source):
     Raises
     ------
     SourceFolderError
-        SRC is missing, not a folder, or holds no class folders.
+        SRC is missing, not a folder, or holds no class folders; it mixes split
+        folders with other folders; or two class names differ only in Unicode form.
     """
     source_root = os.path.abspath(os.fspath(source))
     if not os.path.exists(source_root):
@@ -272,28 +416,31 @@ def find_files(source):
             f"{source_root} holds no class folders: expected SRC/<class>/<image> "
             f"(or SRC/train/<class>/<image>), found {stray} file(s) and no folder"
         )
-    names = [entry.name for entry in top_folders]
-    is_split = all(name in SPLIT_NAMES for name in names)
-    layout = "splits" if is_split else "classes"
-    visited = set()
+    layout, groups = _groups(source_root, top_folders, rejected)
+    _refuse_unicode_twins(groups)
+    own = _OwnFolders(source_root)
+    for _, split_entry, _ in groups:
+        if split_entry is not None:
+            own.add(split_entry.path, f"the split folder {split_entry.name!r}")
+    accepted = []
+    # Real class folders first, then links to folders, which must not lead to any of them.
+    for split, _, class_entry in sorted(groups, key=lambda group: group[2].is_symlink()):
+        relative = _relative(class_entry.path, source_root)
+        problem = own.link_problem(class_entry.path) if class_entry.is_symlink() else None
+        if problem is not None:
+            rejected.append(_link_rejection(relative, problem, class_entry.name))
+            continue
+        own.add(class_entry.path, f"the class folder {relative!r}", is_class=True)
+        accepted.append((split, class_entry))
+    accepted.sort(key=lambda group: _relative(group[1].path, source_root))
+    visited = set(own.keys)
     candidates = []
     class_names = set()
-    groups = []  # (split, class folder entry)
-    if is_split:
-        for split_entry in top_folders:
-            class_entries = _class_folders(split_entry.path, source_root, rejected)
-            if not class_entries:
-                raise SourceFolderError(
-                    f"split folder {split_entry.path} holds no class folders: expected "
-                    f"{split_entry.path}/<class>/<image>"
-                )
-            groups.extend((split_entry.name, entry) for entry in class_entries)
-    else:
-        groups = [(None, entry) for entry in top_folders]
-    for split, class_entry in groups:
+    for split, class_entry in accepted:
         class_names.add(class_entry.name)
         found = []
-        _walk_class_folder(class_entry.path, source_root, found, rejected, visited)
+        _walk_class_folder(class_entry.path, source_root, found, rejected, visited, own, class_entry.name,
+                           is_root=True)
         candidates.extend((path, relative, class_entry.name, split) for path, relative in found)
     candidates.sort(key=lambda candidate: candidate[1])
     rejected.sort(key=lambda item: item.relative_path)
@@ -335,17 +482,17 @@ def _check_chunk(task):
     return results
 
 
-def _run_checks(candidates, max_pixels, workers, pool, progress):
+def _run_checks(candidates, max_pixels, workers, pool, progress, doing, then):
     chunks = [
         ([(path, relative) for path, relative, *_ in candidates[start : start + _CHUNK_FILES]], max_pixels)
         for start in range(0, len(candidates), _CHUNK_FILES)
     ]
     if pool is None and workers > 1 and len(chunks) > 1:
         with _pool.start_pool(min(workers, len(chunks))) as own_pool:
-            yield from _iterate(own_pool.imap(_check_chunk, chunks), progress)
+            yield from _iterate(own_pool.map(_check_chunk, chunks, doing=doing, then=then), progress)
         return
     if pool is not None and len(chunks) > 1:
-        yield from _iterate(pool.imap(_check_chunk, chunks), progress)
+        yield from _iterate(pool.map(_check_chunk, chunks, doing=doing, then=then), progress)
         return
     yield from _iterate(map(_check_chunk, chunks), progress)
 
@@ -358,20 +505,22 @@ def _iterate(chunk_results, progress):
 
 
 def scan_images(source, *, workers=None, on_error="skip", max_pixels=DEFAULT_MAX_PIXELS, progress=False,
-                _pool_to_use=None):
+                _pool_to_use=None, _then=None):
     """Find and decode-check every image under SRC.
 
     Parameters
     ----------
     source : str or Path
-        ``SRC/<class>/...`` or ``SRC/<split>/<class>/...`` (split names: train,
-        validation, test).
+        ``SRC/<class>/...`` or ``SRC/<split>/<class>/...`` (split names: train;
+        validation, val or valid; test).
     workers : int, optional
         Worker processes for the decode check; default: all CPU cores.
         1 checks in this process.
     on_error : {"skip", "stop"}
         ``"skip"`` lists bad files in ``rejected``; ``"stop"`` raises at the
-        first bad file (in path order) instead.
+        first bad image (in path order) instead: one of
+        :data:`BAD_IMAGE_CATEGORIES`. Hidden files, links not followed and other
+        things the walk skips are listed in ``rejected`` either way.
     max_pixels : int
         Files with more pixels are rejected before decoding.
     progress : bool
@@ -384,7 +533,9 @@ def scan_images(source, *, workers=None, on_error="skip", max_pixels=DEFAULT_MAX
     Raises
     ------
     SourceFolderError
-        SRC missing, not a folder, or without class folders.
+        SRC missing, not a folder, or without class folders (see :func:`find_files`).
+    WorkerDiedError
+        A worker process died (killed for memory?).
     BadImageError
         With ``on_error="stop"``, naming the first bad file and the reason.
     """
@@ -395,9 +546,9 @@ def scan_images(source, *, workers=None, on_error="skip", max_pixels=DEFAULT_MAX
         raise ValueError(f"workers must be at least 1, got {workers}")
     source_root = os.path.abspath(os.fspath(source))
     layout, class_names, candidates, rejected = find_files(source_root)
-    if on_error == "stop" and rejected:
-        first = rejected[0]
-        raise BadImageError(f"{os.path.join(source_root, first.relative_path)}: {first.reason}")
+    bad = [item for item in rejected if item.category in BAD_IMAGE_CATEGORIES]
+    if on_error == "stop" and bad:
+        raise BadImageError(f"{os.path.join(source_root, bad[0].relative_path)}: {bad[0].reason}")
     label_to_index = {name: index for index, name in enumerate(class_names)}
     by_relative = {candidate[1]: candidate for candidate in candidates}
     bar = None
@@ -407,8 +558,9 @@ def scan_images(source, *, workers=None, on_error="skip", max_pixels=DEFAULT_MAX
         bar = tqdm(total=len(candidates), desc="checking", unit="img", smoothing=0.1)
     images = []
     try:
-        for relative, checked, reason, category in _run_checks(candidates, max_pixels, workers, _pool_to_use,
-                                                                bar):
+        checks = _run_checks(candidates, max_pixels, workers, _pool_to_use, bar,
+                             doing=f"checking the images under {source_root}", then=_then)
+        for relative, checked, reason, category in checks:
             if checked is None:
                 if on_error == "stop":
                     raise BadImageError(f"{os.path.join(source_root, relative)}: {reason}")

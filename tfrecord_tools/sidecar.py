@@ -10,7 +10,11 @@ OUT after a finished ``write``::
 While writing, a shard lives under a hidden temporary name
 (``.incomplete-train.tfrecord-00000-of-00002.<pid>``) that no glob for
 ``train.tfrecord-*`` matches, and ``.tfrecord_tools-progress.jsonl`` lists the
-finished shards so that a re-run after a crash can keep them.
+finished shards so that a re-run after a crash can keep them. ``dataset.json``
+and ``rejected.jsonl`` are written under ``.incomplete-<name>.<pid>`` and renamed
+too, so a crash leaves only names that the next write recognises and removes.
+Operating-system metadata files (``.DS_Store``, ``Thumbs.db``, ``desktop.ini``)
+in OUT are neither ours nor in the way: ``write`` leaves them alone.
 """
 
 import json
@@ -25,6 +29,8 @@ PROGRESS_NAME = ".tfrecord_tools-progress.jsonl"
 INCOMPLETE_PREFIX = ".incomplete-"
 SHARD_NAME_PATTERN = re.compile(r"^(?P<split>[A-Za-z0-9_]+)\.tfrecord-(?P<index>\d{5})-of-(?P<count>\d{5})$")
 CONTACT_SHEET_PATTERN = re.compile(r"^contact_sheet.*\.png$")
+#: Files that file browsers create in any folder they show (macOS Finder, Windows Explorer).
+OS_METADATA_NAMES = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})
 #: Bumped when the records' content or layout changes; part of every shard's plan digest.
 FORMAT_VERSION = 1
 
@@ -60,9 +66,19 @@ def is_our_file(name):
     )
 
 
+def incomplete_path(path):
+    """The temporary name of ``path`` while it is written: ``.incomplete-<name>.<pid>`` beside it."""
+    folder, name = os.path.split(os.fspath(path))
+    return os.path.join(folder, f"{INCOMPLETE_PREFIX}{name}.{os.getpid()}")
+
+
 def write_json_atomic(path, content):
-    """Write JSON to a temporary name, then rename: readers never see half a file."""
-    temporary = f"{path}.tmp-{os.getpid()}"
+    """Write JSON to a temporary name, then rename: readers never see half a file.
+
+    The temporary name starts with :data:`INCOMPLETE_PREFIX`, so one left by a
+    crash is recognised (and removed) by the next ``write``.
+    """
+    temporary = incomplete_path(path)
     with open(temporary, "w", encoding="utf-8") as handle:
         json.dump(content, handle, indent=2, sort_keys=False)
         handle.write("\n")

@@ -6,7 +6,9 @@ For each shard listed in the sidecar, :func:`verify`
 2. walks every record and checks both TFRecord CRC-32C checksums;
 3. parses every Example and checks that all features are present with one value;
 4. decodes every image (Pillow, fully) and checks format, height, width and
-   channels against the features;
+   channels against the features, and that each JPEG ends with its
+   end-of-image marker, without which ``tf.io.decode_jpeg`` fails (the rule
+   ``write`` applies to decide which JPEGs it stores as they are);
 5. checks the label against the class name and the label map, and, for images
    stored as their source bytes, the SHA-256 against ``image/sha256``;
 6. compares counts per shard, class and split with the sidecar;
@@ -22,7 +24,7 @@ import os
 import time
 
 from . import _pool
-from .encode import ImageCheckError, open_checked
+from .encode import ImageCheckError, jpeg_ends_properly, open_checked
 from .errors import VerifyError
 from .record_io import RecordError, iter_records, parse_example_bytes
 from .sidecar import (
@@ -109,6 +111,12 @@ def _record_problems(record, label_to_index):
         return class_name, messages
     if found_format != "jpeg":
         messages.append(f"image/encoded holds {found_format}, expected jpeg")
+    elif not jpeg_ends_properly(encoded):
+        messages.append(
+            "JPEG has no end-of-image marker (FF D9) after its last scan: tf.io.decode_jpeg (and so load()) "
+            "fails on it with 'Invalid JPEG data'. Write the dataset again with this version of tfrecord_tools, "
+            "which re-encodes such files"
+        )
     channels = {"L": 1, "RGB": 3}.get(image.mode)
     if (image.height, image.width, channels) != (
         value["image/height"], value["image/width"], value["image/channels"]
@@ -198,6 +206,8 @@ def verify(out, *, workers=None, raise_on_error=True):
     ------
     SidecarError
         ``dataset.json`` is missing or unreadable.
+    WorkerDiedError
+        A worker process died (killed for memory?).
     VerifyError
         Something is wrong and ``raise_on_error`` is true.
     """
@@ -212,7 +222,8 @@ def verify(out, *, workers=None, raise_on_error=True):
     workers = _pool.default_workers() if workers is None else int(workers)
     if workers > 1 and len(tasks) > 1:
         with _pool.start_pool(min(workers, len(tasks))) as pool:
-            results = pool.map(verify_shard, tasks, chunksize=1)
+            results = list(pool.map(verify_shard, tasks, doing=f"verifying {out}",
+                                    then="run verify again (with fewer --workers if memory is short)"))
     else:
         results = [verify_shard(task) for task in tasks]
     by_file = {result["file"]: result for result in results}
@@ -236,7 +247,10 @@ def verify(out, *, workers=None, raise_on_error=True):
         if SHARD_NAME_PATTERN.match(name) and name not in listed:
             report.problems.append(Problem(name, None, "shard file is not listed in dataset.json"))
         elif name.startswith(INCOMPLETE_PREFIX):
-            report.warnings.append(f"{name} is an unfinished shard left by an interrupted write (readers ignore it)")
+            report.warnings.append(
+                f"{name} is an unfinished file left by an interrupted write (readers ignore it; the next write "
+                "into this folder removes it)"
+            )
         elif name == PROGRESS_NAME:
             report.warnings.append(f"{name} exists: a later write into this folder did not finish")
     rejected_path = os.path.join(out, REJECTED_NAME)

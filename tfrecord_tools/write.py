@@ -7,8 +7,10 @@
    per split, classes dealt round-robin over the shards so every shard holds
    each class within one image of the others; each shard's order shuffled with
    a seed of its own. The plan depends only on the good files, the seed and the
-   shard count, never on the number of workers or on timing, so the same inputs
-   give byte-identical shards.
+   shard settings (``num_shards``, or ``target_shard_bytes`` with at least
+   :data:`DEFAULT_MIN_SHARDS` shards per split), never on the number of workers
+   or on timing, so the same inputs and settings give byte-identical shards,
+   and a finished folder is reused whatever ``workers`` a re-run asks for.
 3. **Write** the shards in parallel worker processes that do not import
    TensorFlow. Each shard is written to a hidden temporary name, synced, and
    renamed to its final name only when complete; then a line naming it and a
@@ -19,6 +21,9 @@
 
 All four steps run under a lock on OUT, so a second write into the same folder
 stops at once with a message instead of mixing its shards with the first's.
+If a worker process dies (the out-of-memory killer, say), the write stops with
+a :class:`~tfrecord_tools.errors.WorkerDiedError`; the shards finished so far are
+kept for the re-run.
 """
 
 import collections
@@ -32,18 +37,20 @@ import random
 import time
 
 from . import __version__, _pool
-from .encode import DEFAULT_MAX_PIXELS, REENCODE_JPEG_QUALITY, stored_jpeg_bytes
-from .errors import OutputFolderError, SourceChangedError, SourceFolderError
+from .encode import DEFAULT_MAX_PIXELS, REENCODE_JPEG_QUALITY, ImageCheckError, stored_jpeg_bytes
+from .errors import ImageWriteError, OutputFolderError, SourceChangedError, SourceFolderError
 from .record_io import frame_record, serialize_example
 from .scan import scan_images
 from .sidecar import (
     FEATURES,
     FORMAT_VERSION,
     INCOMPLETE_PREFIX,
+    OS_METADATA_NAMES,
     PROGRESS_NAME,
     REJECTED_NAME,
     SHARD_NAME_PATTERN,
     SIDECAR_NAME,
+    incomplete_path,
     is_our_file,
     shard_file_name,
     write_json_atomic,
@@ -51,12 +58,26 @@ from .sidecar import (
 
 #: Default shard size: the tf.data guide suggests files of 100 MB or more.
 DEFAULT_TARGET_SHARD_BYTES = 100 * 1024 * 1024
+#: Shards per split at least (fewer only when a split has fewer images), so that small
+#: sets are still written in parallel and read with parallel interleave. A constant,
+#: not the worker count: the shards must not depend on the machine that wrote them.
+DEFAULT_MIN_SHARDS = 4
 #: Test hook: seconds to sleep after each record, so a test can kill a slow write.
 TEST_RECORD_DELAY_ENV = "TFRECORD_TOOLS_TEST_RECORD_DELAY"
 
 
 # ---------------------------------------------------------------------------
 # Planning
+
+
+def _seeded_random(text):
+    """``random.Random`` seeded with a string that may hold a non-UTF-8 file name.
+
+    ``Random(str)`` hashes ``str.encode()``, which fails on the surrogates that stand
+    for undecodable bytes in a name; the same bytes with ``surrogateescape`` give
+    the same generator for every valid name, so earlier outputs stay identical.
+    """
+    return random.Random(text.encode("utf-8", "surrogateescape"))
 
 
 def split_images(scan, test_fraction=0.2, seed=0):
@@ -89,7 +110,7 @@ def split_images(scan, test_fraction=0.2, seed=0):
     for class_name in scan.class_names:
         images = sorted(by_class.get(class_name, []), key=lambda image: image.relative_path)
         # A string seed is hashed with SHA-512 by random.Random: stable across runs and platforms.
-        random.Random(f"{seed}/split/{class_name}").shuffle(images)
+        _seeded_random(f"{seed}/split/{class_name}").shuffle(images)
         test_count = min(math.floor(len(images) * test_fraction + 0.5), max(len(images) - 1, 0))
         test.extend(images[:test_count])
         train.extend(images[test_count:])
@@ -104,17 +125,16 @@ def _stratified_shuffle(images, seed, split):
     images.clear()
     for class_name in sorted(by_class):
         members = by_class[class_name]
-        random.Random(f"{seed}/{split}/{class_name}").shuffle(members)
+        _seeded_random(f"{seed}/{split}/{class_name}").shuffle(members)
         images.extend(members)
 
 
-def shard_count(images, num_shards, target_shard_bytes, workers):
+def shard_count(images, num_shards, target_shard_bytes, min_shards=DEFAULT_MIN_SHARDS):
     """How many shards a split gets.
 
     ``num_shards`` wins when given. Otherwise enough shards that each is about
-    ``target_shard_bytes``, and at least one per worker so that small sets are
-    still written in parallel and read with parallel interleave. Never more
-    shards than images.
+    ``target_shard_bytes``, and at least ``min_shards`` (see
+    :data:`DEFAULT_MIN_SHARDS`). Never more shards than images.
     """
     if not images:
         return 0
@@ -122,11 +142,11 @@ def shard_count(images, num_shards, target_shard_bytes, workers):
         count = num_shards
     else:
         total_bytes = sum(image.num_bytes for image in images)
-        count = max(math.ceil(total_bytes / target_shard_bytes), workers)
+        count = max(math.ceil(total_bytes / target_shard_bytes), min_shards)
     return max(1, min(count, len(images)))
 
 
-def plan_shards(splits, num_shards=None, target_shard_bytes=DEFAULT_TARGET_SHARD_BYTES, workers=1, seed=0):
+def plan_shards(splits, num_shards=None, target_shard_bytes=DEFAULT_TARGET_SHARD_BYTES, seed=0):
     """Decide which image goes to which shard, in which order.
 
     Parameters
@@ -136,9 +156,8 @@ def plan_shards(splits, num_shards=None, target_shard_bytes=DEFAULT_TARGET_SHARD
     num_shards : int, optional
         Shards per split (capped at the split's image count).
     target_shard_bytes : int
-        Used when ``num_shards`` is None.
-    workers : int
-        Minimum shard count when ``num_shards`` is None.
+        Used when ``num_shards`` is None (with at least :data:`DEFAULT_MIN_SHARDS`
+        shards per split, or one per image when there are fewer).
     seed : int
 
     Returns
@@ -150,15 +169,18 @@ def plan_shards(splits, num_shards=None, target_shard_bytes=DEFAULT_TARGET_SHARD
     """
     plans = []
     for split, images in splits.items():
-        count = shard_count(images, num_shards, target_shard_bytes, workers)
+        count = shard_count(images, num_shards, target_shard_bytes)
         for index in range(count):
             # Dealing class-grouped images round-robin spreads every class evenly.
             members = list(images[index::count])
             name = shard_file_name(split, index, count)
             random.Random(f"{seed}/{name}").shuffle(members)
+            # The re-encode decision is in too: shards written before a JPEG without its
+            # end-of-image marker was re-encoded (it was stored as is) are not reused.
             digest_input = json.dumps(
                 [FORMAT_VERSION, REENCODE_JPEG_QUALITY, name,
-                 [[image.relative_path, image.sha256, image.label, image.class_name] for image in members]],
+                 [[image.relative_path, image.sha256, image.label, image.class_name, image.reencode]
+                  for image in members]],
                 ensure_ascii=True,
             )
             plans.append({
@@ -220,7 +242,10 @@ def write_shard(job, on_record=None):
     Raises
     ------
     SourceChangedError
-        A source file's bytes no longer match the hash taken when it was checked.
+        A source file cannot be read any more, or its bytes no longer match the
+        hash taken when it was checked.
+    ImageWriteError
+        A source file cannot be stored (re-encoding it failed); names the file.
     """
     out, name = job["out"], job["file"]
     final_path = os.path.join(out, name)
@@ -234,13 +259,19 @@ def write_shard(job, on_record=None):
         with open(temporary_path, "wb") as handle:
             for entry in job["entries"]:
                 path, relative, class_name, _, sha256, _, reencode = entry[:7]
-                with open(path, "rb") as source:
-                    data = source.read()
+                try:
+                    with open(path, "rb") as source:
+                        data = source.read()
+                except OSError as error:
+                    raise SourceChangedError(
+                        f"{path} cannot be read any more ({error.strerror or error}), though it was when checked; "
+                        "run the write again"
+                    ) from None
                 if hashlib.sha256(data).hexdigest() != sha256:
                     raise SourceChangedError(
                         f"{path} changed after it was checked (SHA-256 differs); run the write again"
                     )
-                encoded = stored_jpeg_bytes(data, job["max_pixels"]) if reencode else data
+                encoded = _stored_bytes(path, data, reencode, job["max_pixels"])
                 record = frame_record(serialize_example(_example_features(entry, encoded)))
                 handle.write(record)
                 file_hash.update(record)
@@ -272,6 +303,21 @@ def write_shard(job, on_record=None):
     }
     _append_progress(out, result)
     return result
+
+
+def _stored_bytes(path, data, reencode, max_pixels):
+    """The bytes to store for one source file; any failure names the file."""
+    if not reencode:
+        return data
+    try:
+        return stored_jpeg_bytes(data, max_pixels)
+    except ImageCheckError as error:
+        raise ImageWriteError(f"{path}: cannot be stored: {error.reason}") from None
+    except Exception as error:  # Pillow's encoders raise many types (OSError, ValueError, ...)
+        raise ImageWriteError(
+            f"{path}: re-encoding to JPEG failed: {error or type(error).__name__}; remove or convert the file, "
+            "then run the write again"
+        ) from None
 
 
 def _count_in_shared_counter(count):
@@ -385,7 +431,8 @@ def _inspect_output_folder(out):
     finished dataset is there.
     """
     names = sorted(os.listdir(out))
-    foreign = [name for name in names if not is_our_file(name)]
+    # A file browser's .DS_Store or Thumbs.db is neither ours nor in the way: left alone.
+    foreign = [name for name in names if not is_our_file(name) and name not in OS_METADATA_NAMES]
     if foreign:
         shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
         raise OutputFolderError(
@@ -510,7 +557,7 @@ def build_sidecar(scan, splits, plans, shard_results, seed, test_fraction, max_p
 
 
 def _write_rejected(out, rejected):
-    temporary = os.path.join(out, f"{REJECTED_NAME}.tmp-{os.getpid()}")
+    temporary = incomplete_path(os.path.join(out, REJECTED_NAME))  # removed by the next write if we crash
     with open(temporary, "w", encoding="ascii") as handle:
         for item in rejected:
             handle.write(json.dumps(item.as_json(), ensure_ascii=True) + "\n")
@@ -520,8 +567,11 @@ def _write_rejected(out, rejected):
 # ---------------------------------------------------------------------------
 # The whole job
 
+_AFTER_WORKER_DIED = ("complete shards are kept: run the same command again to finish (with fewer --workers "
+                      "if memory is short)")
 
-def _run_jobs(jobs, pool, counter, progress, total_images):
+
+def _run_jobs(jobs, pool, counter, progress, total_images, out):
     bar = None
     if progress:
         from tqdm import tqdm
@@ -533,18 +583,19 @@ def _run_jobs(jobs, pool, counter, progress, total_images):
             for job in jobs:
                 results.append(write_shard(job, on_record=bar.update if bar is not None else None))
             return results
-        iterator = pool.imap_unordered(_write_shard_in_worker, jobs)
         shown = 0
-        while len(results) < len(jobs):
-            try:
-                results.append(iterator.next(timeout=0.2))
-            except multiprocessing.TimeoutError:
-                pass
+
+        def show_progress():
+            nonlocal shown
             if bar is not None:
-                bar.update(counter.value - shown)
-                shown = counter.value
-        if bar is not None:
-            bar.update(counter.value - shown)
+                value = counter.value
+                bar.update(value - shown)
+                shown = value
+
+        results.extend(pool.map(
+            _write_shard_in_worker, jobs, ordered=False, on_wait=show_progress,
+            doing=f"writing shards into {out}", then=_AFTER_WORKER_DIED,
+        ))
         return results
     finally:
         if bar is not None:
@@ -554,7 +605,10 @@ def _run_jobs(jobs, pool, counter, progress, total_images):
 def write_dataset(src, out, *, test_fraction=0.2, seed=0, num_shards=None, target_shard_bytes=None,
                   workers=None, on_error="skip", max_pixels=DEFAULT_MAX_PIXELS, overwrite=False,
                   progress=False):
-    """Convert ``SRC/<class>/...`` (or ``SRC/<split>/<class>/...``) to verified-ready TFRecords.
+    """Convert ``SRC/<class>/...`` (or ``SRC/<split>/<class>/...``) to sharded TFRecords.
+
+    Every image is decode-checked before it is written; run :func:`tfrecord_tools.verify`
+    afterwards to re-read and check the shards themselves.
 
     Parameters
     ----------
@@ -565,19 +619,22 @@ def write_dataset(src, out, *, test_fraction=0.2, seed=0, num_shards=None, targe
         run of this function. A folder with other files is refused.
     test_fraction : float
         Share of each class held out as ``test`` (0 for none); ignored when SRC
-        is already split into ``train/``, ``validation/``, ``test/``.
+        is already split into ``train/``, ``validation/`` (or ``val/``,
+        ``valid/``), ``test/``.
     seed : int
         Seeds the split, the spread over shards and the order inside each shard.
     num_shards : int, optional
         Shards per split. Default: about ``target_shard_bytes`` each, and at
-        least ``workers``. Give it explicitly to get identical shards whatever
-        the number of workers.
+        least :data:`DEFAULT_MIN_SHARDS` (4; fewer only when a split has fewer
+        images). The shards never depend on ``workers``.
     target_shard_bytes : int, optional
         Default 100 MiB.
     workers : int, optional
         Processes that check and write; default all CPU cores; 1 runs in-process.
+        Changes the speed only, never the output.
     on_error : {"skip", "stop"}
-        Skip bad files and list them in ``rejected.jsonl``, or stop at the first.
+        Skip bad files and list them in ``rejected.jsonl``, or stop at the first
+        bad image (hidden files and the like are skipped and listed either way).
     max_pixels : int
         Larger images are rejected before decoding.
     overwrite : bool
@@ -594,8 +651,10 @@ def write_dataset(src, out, *, test_fraction=0.2, seed=0, num_shards=None, targe
 
     Raises
     ------
-    SourceFolderError, OutputFolderError, BadImageError, SourceChangedError
+    SourceFolderError, OutputFolderError, BadImageError, SourceChangedError, ImageWriteError
         Each with a message that names the file and what was expected.
+    WorkerDiedError
+        A worker process died (killed for memory?); finished shards are kept.
     """
     started = time.perf_counter()
     if not 0.0 <= test_fraction < 1.0:
@@ -621,7 +680,7 @@ def write_dataset(src, out, *, test_fraction=0.2, seed=0, num_shards=None, targe
         try:
             pool_started = time.perf_counter()
             scan = scan_images(source, workers=workers, on_error=on_error, max_pixels=max_pixels,
-                               progress=progress, _pool_to_use=pool)
+                               progress=progress, _pool_to_use=pool, _then=_AFTER_WORKER_DIED)
             if not scan.images:
                 reasons = collections.Counter(item.category for item in scan.rejected)
                 raise SourceFolderError(
@@ -630,7 +689,7 @@ def write_dataset(src, out, *, test_fraction=0.2, seed=0, num_shards=None, targe
                 )
             scanned = time.perf_counter()
             splits = split_images(scan, test_fraction, seed)
-            plans = plan_shards(splits, num_shards, target_shard_bytes, workers, seed)
+            plans = plan_shards(splits, num_shards, target_shard_bytes, seed)
             reusable = {plan["file"]: earlier[plan["file"]] for plan in plans
                         if _still_valid(out, earlier.get(plan["file"]), plan)}
             if had_sidecar and len(reusable) < len(plans) and not overwrite:
@@ -663,12 +722,11 @@ def write_dataset(src, out, *, test_fraction=0.2, seed=0, num_shards=None, targe
             # Biggest shards first, so no worker is left alone with a big one at the end.
             jobs.sort(key=lambda job: -len(job["entries"]))
             planned = time.perf_counter()
-            written = _run_jobs(jobs, pool, counter, progress, sum(len(job["entries"]) for job in jobs))
+            written = _run_jobs(jobs, pool, counter, progress, sum(len(job["entries"]) for job in jobs), out)
             shards_done = time.perf_counter()
         finally:
             if pool is not None:
                 pool.terminate()
-                pool.join()
         shard_results = dict(reusable)
         shard_results.update((result["file"], result) for result in written)
         sidecar = build_sidecar(scan, splits, plans, shard_results, seed, test_fraction, max_pixels)

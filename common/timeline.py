@@ -2,8 +2,9 @@
 
 The lab proves that the input pipeline, not the model, can set the training speed
 with a timeline picture: one row per stage (Open, Read, Map, Train, Test, Epoch),
-one bar per piece of work. This module records those bars honestly, without the
-lab's ``time.sleep`` calls and without its growing ``tf.concat`` accumulators.
+one bar per piece of work, coloured by the training epoch in which it ran. This
+module records those bars honestly, without the lab's ``time.sleep`` calls and
+without its growing ``tf.concat`` accumulators.
 
 How it works
 ------------
@@ -20,6 +21,11 @@ How it works
 * Times are seconds since the Unix epoch: ``time.time()`` in Python and
   ``tf.timestamp()`` inside graph code read the same clock, so a map running in
   a tf.data worker thread and the Python training loop line up on one axis.
+* While :func:`timelined_benchmark` trains, it tells the recorder which epoch is
+  running, and every span recorded meanwhile (Open, Read, a map, the trainer's
+  own) is stamped with that epoch. The tag's pass number is kept beside it as
+  ``data_epoch``: behind a ``cache()`` the two differ (a map after the cache runs
+  in the second epoch on data read in the first pass).
 * ``cache()`` placed after a timed stage replays its outputs without running the
   stage again, so from the second pass on that stage records nothing: the
   picture shows exactly what ran.
@@ -53,7 +59,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 # Rows of the picture, top to bottom, in the order the work happens.
-STAGE_ORDER = ("Open", "Read", "Map", "Wait", "Train", "Test", "Epoch", "Teardown")
+STAGE_ORDER = ("Open", "Read", "Decode", "Map", "Wait", "Train", "Test", "Epoch", "Teardown")
 TAG_SPEC_SHAPE = (3,)  # (source, epoch, index)
 _ANNOTATE_LIMIT = 400  # beyond this many spans, index labels would be an unreadable smear
 
@@ -69,22 +75,29 @@ class Span(NamedTuple):
     Attributes
     ----------
     stage : str
-        ``Open``, ``Read``, ``Map``, ``Wait``, ``Train``, ``Test``, ``Epoch`` or your own.
+        ``Open``, ``Read``, ``Decode``, ``Map``, ``Wait``, ``Train``, ``Test``, ``Epoch``,
+        ``Teardown`` or your own.
     start, duration : float
         Seconds (start on the :func:`now` clock).
     source : int
-        Id of the source file (from :meth:`Recorder.new_source`); -1 for the trainer's
-        ``Epoch`` spans.
+        Id of the source file (from :meth:`Recorder.new_source`); -1 for spans of no
+        source (``Wait``, ``Epoch``, ``Teardown``).
     epoch : int
-        For pipeline stages, the pass over the source file that produced the data;
-        for ``Wait``/``Train``/``Test``/``Epoch``, the training loop's epoch. With
-        ``cache()`` the two differ: cached data keeps its first-pass tag.
+        The training epoch in which the work ran (0-based), for every stage recorded
+        while :func:`timelined_benchmark` runs. Outside training (a dataset iterated
+        by hand), pipeline stages fall back to ``data_epoch``.
     index : int
         Example index within its source pass for per-example spans, batch number
         within the epoch for trainer spans, -1 otherwise (``Open``, batch-wise ``Map``).
     examples : (n, 3) int64 ndarray or None
         For spans that cover a batch, the ``(source, epoch, index)`` tag of every
-        example in it.
+        example in it (the tag's epoch is the data's pass, as in ``data_epoch``).
+    data_epoch : int
+        The pass over the source file that produced the data (the tag's epoch; of
+        the batch's first example); -1 for spans without data (``Wait``, ``Epoch``,
+        ``Teardown``). It differs from ``epoch`` behind a ``cache()``: a map after
+        the cache runs in epoch 1 (the second) on data from pass 0, and a Train step
+        after a cache placed after the map trains on pass-0 data in every epoch.
     """
 
     stage: str
@@ -94,6 +107,7 @@ class Span(NamedTuple):
     epoch: int = 0
     index: int = -1
     examples: np.ndarray | None = None
+    data_epoch: int = -1
 
     @property
     def end(self) -> float:
@@ -104,20 +118,44 @@ class Recorder:
     """A thread-safe collector of :class:`Span` records.
 
     Appends happen under a lock, so any number of tf.data worker threads, generator
-    threads and the training loop may record at once.
+    threads and the training loop may record at once. The same lock guards the
+    training epoch that :func:`timelined_benchmark` sets while it runs, which stamps
+    every span recorded without an explicit epoch.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._spans: list[Span] = []
-        self._source_names: list[str] = []
+        self._source_count = 0
         self._passes: dict[int, int] = {}
+        self._training_epoch: int | None = None
 
-    def record(self, stage: str, start: float, duration: float, source: int = -1, epoch: int = 0,
-               index: int = -1, examples: np.ndarray | None = None) -> None:
-        """Add one span (see :class:`Span` for the fields)."""
-        span = Span(stage, float(start), float(duration), int(source), int(epoch), int(index), examples)
+    @property
+    def training_epoch(self) -> int | None:
+        """The training epoch running now (0-based), or None outside :func:`timelined_benchmark`."""
         with self._lock:
+            return self._training_epoch
+
+    def set_training_epoch(self, epoch: int | None) -> None:
+        """Say which training epoch is running (None: training is over)."""
+        with self._lock:
+            self._training_epoch = None if epoch is None else int(epoch)
+
+    def record(self, stage: str, start: float, duration: float, source: int = -1, epoch: int | None = None,
+               index: int = -1, examples: np.ndarray | None = None, data_epoch: int = -1) -> None:
+        """Add one span (see :class:`Span` for the fields).
+
+        ``epoch=None`` (the default) takes the training epoch running now; outside
+        training, ``data_epoch`` if it is given (>= 0), else 0.
+        """
+        with self._lock:
+            if epoch is None:
+                if self._training_epoch is not None:
+                    epoch = self._training_epoch
+                else:
+                    epoch = data_epoch if data_epoch >= 0 else 0
+            span = Span(stage, float(start), float(duration), int(source), int(epoch), int(index), examples,
+                        int(data_epoch))
             self._spans.append(span)
 
     def record_tags(self, stage: str, start: float, duration: float, tags: np.ndarray,
@@ -128,27 +166,29 @@ class Recorder:
         ----------
         tags : (3,) or (B, 3) int array
             ``(source, epoch, index)`` of one example, or of every example in a batch.
+            Their epoch (of the first example) becomes the span's ``data_epoch``.
         epoch : int, optional
-            Overrides the tags' epoch (the training loop passes its own).
+            The span's epoch. Default: the training epoch running now (so a map
+            behind a ``cache()`` is stamped with the epoch in which it ran, not with
+            its cached data's pass); outside training, the tags' epoch.
         index : int
             Batch number for batch spans; ignored for one example (its index is used).
         """
         tags = np.asarray(tags, dtype=np.int64)
         if tags.ndim == 1:
             source, data_epoch, example = (int(value) for value in tags)
-            self.record(stage, start, duration, source, data_epoch if epoch is None else epoch, example)
+            self.record(stage, start, duration, source, epoch, example, data_epoch=data_epoch)
         elif len(tags) == 0:
-            self.record(stage, start, duration, -1, -1 if epoch is None else epoch, index, tags.reshape(0, 3))
+            self.record(stage, start, duration, -1, epoch, index, tags.reshape(0, 3))
         else:
-            data_epoch = int(tags[0, 1])
-            self.record(stage, start, duration, int(tags[0, 0]), data_epoch if epoch is None else epoch,
-                        index, tags.copy())
+            self.record(stage, start, duration, int(tags[0, 0]), epoch, index, tags.copy(),
+                        data_epoch=int(tags[0, 1]))
 
-    def new_source(self, name: str) -> int:
-        """Register a source file and return its id (used in tags and spans)."""
+    def new_source(self) -> int:
+        """A new source id (0, 1, 2, ...), used in tags and spans."""
         with self._lock:
-            self._source_names.append(str(name))
-            return len(self._source_names) - 1
+            self._source_count += 1
+            return self._source_count - 1
 
     def next_pass(self, source: int) -> int:
         """The number of the pass that is starting over ``source``: 0, 1, 2, ..."""
@@ -157,21 +197,11 @@ class Recorder:
             self._passes[source] = current
             return current
 
-    @property
-    def source_names(self) -> list[str]:
-        with self._lock:
-            return list(self._source_names)
-
     def spans(self) -> list[Span]:
         """A snapshot of every span recorded so far, sorted by start time."""
         with self._lock:
             snapshot = list(self._spans)
         return sorted(snapshot, key=lambda span: span.start)
-
-    def clear(self) -> None:
-        """Forget the spans (source ids and pass counters are kept)."""
-        with self._lock:
-            self._spans.clear()
 
     def __len__(self) -> int:
         with self._lock:
@@ -190,7 +220,6 @@ def time_measured_dataset(
     *,
     items_are_blocks: bool = False,
     interleave: bool = False,
-    cycle_length: int | None = None,
 ):
     """The lab's ``TimeMeasuredDataset``: a generator source that records Open and Read.
 
@@ -215,13 +244,13 @@ def time_measured_dataset(
         recording's own cost).
     interleave : bool
         Read the files in parallel with ``Dataset.interleave`` (the lab's "parallelize
-        data extraction") instead of one after another with ``flat_map``.
-    cycle_length : int, optional
-        Files read at once when interleaving (default: all of them).
+        data extraction"), all of them at once, instead of one after another with ``flat_map``.
 
     Returns
     -------
-    tf.data.Dataset of ``(image, label, tag)``, ``tag`` int64 ``(3,)`` = (source, epoch, index).
+    tf.data.Dataset of ``(image, label, tag)``, ``tag`` int64 ``(3,)`` = (source, epoch, index),
+    the tag's epoch being the pass over the file. The Open and Read spans carry that
+    pass as ``data_epoch``, and the training epoch (if one is running) as ``epoch``.
 
     Notes
     -----
@@ -238,7 +267,7 @@ def time_measured_dataset(
     if not paths:
         raise ValueError("time_measured_dataset needs at least one source path")
     scratch = recorder if recorder is not None else Recorder()  # ids and pass counters only
-    source_ids = [scratch.new_source(path) for path in paths]
+    source_ids = [scratch.new_source() for _ in paths]
 
     def generate(path: bytes, source: int):
         source = int(source)
@@ -246,7 +275,7 @@ def time_measured_dataset(
         start = now()
         items = open_file(path.decode())
         if recorder is not None:
-            recorder.record("Open", start, now() - start, source, data_pass, -1)
+            recorder.record("Open", start, now() - start, source, None, -1, data_epoch=data_pass)
         index = 0
         for item in items:
             start = now()
@@ -257,12 +286,12 @@ def time_measured_dataset(
                 tags = np.empty((count, 3), dtype=np.int64)
                 tags[:, 0], tags[:, 1], tags[:, 2] = source, data_pass, np.arange(index, index + count)
                 if recorder is not None:
-                    recorder.record("Read", start, duration, source, data_pass, -1, tags)
+                    recorder.record("Read", start, duration, source, None, -1, tags, data_epoch=data_pass)
             else:
                 count = 1
                 tags = np.array([source, data_pass, index], dtype=np.int64)
                 if recorder is not None:
-                    recorder.record("Read", start, duration, source, data_pass, index)
+                    recorder.record("Read", start, duration, source, None, index, data_epoch=data_pass)
             yield images, labels, tags
             index += count
 
@@ -281,8 +310,8 @@ def time_measured_dataset(
 
     files = tf.data.Dataset.from_tensor_slices((paths, np.array(source_ids, dtype=np.int64)))
     if interleave:
-        cycle = cycle_length or len(paths)
-        return files.interleave(one_file, cycle_length=cycle, num_parallel_calls=cycle, deterministic=True)
+        return files.interleave(one_file, cycle_length=len(paths), num_parallel_calls=len(paths),
+                                deterministic=True)
     return files.flat_map(one_file)
 
 
@@ -300,7 +329,9 @@ def timed_map(
 
     The wrapper takes ``(images, labels, tags)`` and returns ``(*func(images, labels), tags)``,
     recording one ``stage`` span per call: per example for an element-wise map,
-    per batch (covering every example's tag) for a batch-wise one.
+    per batch (covering every example's tag) for a batch-wise one. The span's
+    ``epoch`` is the training epoch in which the call ran (see
+    :meth:`Recorder.record_tags`), its ``data_epoch`` the tags' pass.
 
     Parameters
     ----------
@@ -385,15 +416,21 @@ def timelined_benchmark(
     test_steps: int | None = None,
     progress: bool = True,
 ) -> list[dict[str, float]]:
-    """Train and test ``model`` epoch by epoch, recording Wait, Train, Test and Epoch spans.
-
-    After the last epoch, one ``Teardown`` span covers deleting the epochs' exhausted
-    iterators (seconds for pipelines with ``cache()``; see the comment in the loop).
+    """Train and test ``model`` epoch by epoch, recording Wait, Train, Test, Epoch and Teardown spans.
 
     The lab's ``timelined_benchmark`` as a custom loop: for every batch, the time
     spent in ``next(iterator)`` is a ``Wait`` span (the trainer idle, waiting for
     input) and the step itself is a ``Train`` or ``Test`` span. The step's loss is
     read back before the clock stops, so asynchronous devices cannot hide work.
+
+    While epoch ``e`` runs, ``recorder.training_epoch`` is ``e``, so the pipeline's
+    spans (Open, Read, maps) are stamped with the epoch in which they ran, also
+    behind a ``cache()``; it is None again when the function returns.
+
+    After each epoch's ``Epoch`` span, one ``Teardown`` span (with that epoch)
+    covers deleting the epoch's two exhausted iterators: seconds for pipelines with
+    ``cache()`` (see the comment in the loop), so it is neither input wait nor part
+    of the epoch's time.
 
     Parameters
     ----------
@@ -419,7 +456,8 @@ def timelined_benchmark(
     list of dict, one per epoch: ``epoch``, ``seconds``, ``train_seconds``,
     ``test_seconds``, ``train_loss``, ``train_accuracy``, ``test_loss``,
     ``test_accuracy``, ``train_images``, ``images_per_second`` (training images per
-    second of the training loop) and ``input_wait_share`` (waiting time / epoch time).
+    second of the training loop), ``input_wait_share`` (waiting time / epoch time)
+    and ``teardown_seconds`` (deleting the epoch's iterators, after ``seconds``).
     """
     import keras
     import tensorflow as tf
@@ -451,7 +489,7 @@ def timelined_benchmark(
         return batch_loss
 
     def run_loop(dataset, step, stage, epoch, total):
-        """One pass over ``dataset``; returns (images seen, seconds, seconds waiting)."""
+        """One pass over ``dataset``; returns (images seen, seconds, seconds waiting, exhausted iterator)."""
         images_seen, waited = 0, 0.0
         bar = tqdm(total=total, desc=f"epoch {epoch + 1} {stage.lower()}", unit="batch",
                    disable=not progress, leave=False)
@@ -476,18 +514,12 @@ def timelined_benchmark(
             batch_number += 1
             bar.update(1)
             wait_start = now()
-        # Deleting an iterator that has read a cache() takes seconds in TensorFlow 2.20
-        # (8-11 s for a 550 MB in-memory cache of CIFAR-10 crops, measured; 0 s without
-        # cache), whether or not anything waits for input. Keep the exhausted iterators
-        # and delete them all after the last epoch, as a "Teardown" span of its own,
-        # so that cost shows on the timeline without posing as input wait.
-        finished_iterators.append(iterator)
-        del iterator
         end = now()
         recorder.record("Wait", wait_start, end - wait_start, -1, epoch, batch_number)
         waited += end - wait_start
         bar.close()
-        return images_seen, now() - loop_start, waited
+        # The caller deletes the exhausted iterator after the epoch (see Teardown below).
+        return images_seen, now() - loop_start, waited, iterator
 
     # Trace both steps before the clock starts, so the first Train/Test span is a
     # step and not graph building (with a None batch size, one trace serves every batch).
@@ -499,17 +531,30 @@ def timelined_benchmark(
             tf.TensorSpec([None, *label_spec.shape[1:]], label_spec.dtype),
         )
 
-    history = []
-    finished_iterators = []
-    for epoch in range(epochs):
+    def run_epoch(epoch):
+        """Train and test once; record the Epoch span, then the Teardown span; return the epoch's row."""
         epoch_start = now()
         for metric in (train_loss, train_accuracy, test_loss, test_accuracy):
             metric.reset_state()
-        train_images, train_seconds, train_wait = run_loop(train_dataset, train_step, "Train", epoch,
-                                                           train_steps)
-        _, test_seconds, test_wait = run_loop(test_dataset, test_step, "Test", epoch, test_steps)
+        train_images, train_seconds, train_wait, train_iterator = run_loop(
+            train_dataset, train_step, "Train", epoch, train_steps)
+        _, test_seconds, test_wait, test_iterator = run_loop(test_dataset, test_step, "Test", epoch, test_steps)
         epoch_seconds = now() - epoch_start
         recorder.record("Epoch", epoch_start, epoch_seconds, -1, epoch, -1)
+        # Deleting an iterator that has read a cache() can take seconds in TensorFlow 2.20
+        # (8-11 s measured in lab04's full run, a 550 MB in-memory cache of CIFAR-10 crops;
+        # 0 s without cache), whether or not anything waits for input. So the epoch's two
+        # iterators are deleted after its Epoch span, in a Teardown span of their own:
+        # the cost shows on the timeline without posing as input wait or epoch time.
+        # Deleting them here rather than all after the last epoch frees their threads and
+        # buffers at once and costs the same: without a model, on the 2-core machine, full
+        # CIFAR-10-sized caches, 2-3 epochs, deleting per epoch took 0.5-1.4 s in all
+        # (cache after the map) and 2.5-4.3 s (before it), deleting all at the end
+        # 0.9-1.9 s and 2.7-4.9 s.
+        teardown_start = now()
+        del train_iterator, test_iterator
+        teardown_seconds = now() - teardown_start
+        recorder.record("Teardown", teardown_start, teardown_seconds, -1, epoch, -1)
         row = {
             "epoch": epoch + 1,
             "seconds": epoch_seconds,
@@ -522,18 +567,24 @@ def timelined_benchmark(
             "train_images": train_images,
             "images_per_second": train_images / train_seconds if train_seconds > 0 else 0.0,
             "input_wait_share": (train_wait + test_wait) / epoch_seconds if epoch_seconds > 0 else 0.0,
+            "teardown_seconds": teardown_seconds,
         }
-        history.append(row)
         print(
             f"epoch {row['epoch']}: {row['seconds']:.1f} s, loss {row['train_loss']:.4f}, "
             f"accuracy {row['train_accuracy']:.4f}, test loss {row['test_loss']:.4f}, "
             f"test accuracy {row['test_accuracy']:.4f}, {row['images_per_second']:.0f} images/s, "
-            f"input wait {100 * row['input_wait_share']:.1f}%",
+            f"input wait {100 * row['input_wait_share']:.1f}%, then {teardown_seconds:.1f} s teardown",
             flush=True,
         )
-    teardown_start = now()
-    finished_iterators.clear()
-    recorder.record("Teardown", teardown_start, now() - teardown_start, -1, epochs - 1, -1)
+        return row
+
+    history = []
+    try:
+        for epoch in range(epochs):
+            recorder.set_training_epoch(epoch)
+            history.append(run_epoch(epoch))
+    finally:
+        recorder.set_training_epoch(None)
     return history
 
 
@@ -639,6 +690,7 @@ def draw_timeline(
     if "matplotlib.pyplot" not in __import__("sys").modules:
         matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.transforms import ScaledTranslation
 
     spans = timeline.spans() if isinstance(timeline, Recorder) else sorted(timeline, key=lambda s: s.start)
     stages = _stage_names(spans)
@@ -683,7 +735,12 @@ def draw_timeline(
                       ha="right", va="bottom", transform=axis.transAxes)
         axis.set_yticks(range(len(stages)), stages)
         axis.set_xlim(0, x_limit)
-        axis.legend(loc="upper left", bbox_to_anchor=(1.07, 1.0), fontsize=8)
+        # The busy-time labels take the space right of the plot and the title its top, so
+        # the epochs' legend goes below it, a fixed 30 points under the axes (below the
+        # tick labels and the x-axis label, whatever the figure's height), 10 to a row.
+        below = axis.transAxes + ScaledTranslation(0, -30 / 72, figure.dpi_scale_trans)
+        axis.legend(loc="upper center", bbox_to_anchor=(0.5, 0.0), bbox_transform=below,
+                    ncol=min(len(epochs), 10), fontsize=8, frameon=False)
     axis.set_ylim(len(stages) - 0.5 if stages else 0.5, -0.5)  # first stage on top
     axis.set_xlabel("time (s)")
     axis.set_title(title)

@@ -143,3 +143,78 @@ def test_vgg16_offline_fails_fast_with_instructions(tmp_path):
     assert "Traceback" not in message
     assert not (tmp_path / "out" / "metrics.json").exists()
 
+
+
+def _write_photos(folder, names, seed):
+    """Small random-noise JPEGs (distinct bytes) at ``folder/<name>``."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for name in names:
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, size=(72, 80, 3), dtype=np.uint8)).save(path, quality=90)
+
+
+SMALL = ["--image-size", "64", "--crop-size", "48", "--batch-size", "8", "--workers", "1", "--epochs", "1"]
+
+
+@pytest.mark.slow
+def test_labels_come_from_the_class_folder_and_duplicates_are_dropped(tmp_path):
+    """A photo in deer/extra/ is a deer (not a class 'extra'); an exact copy never lands in both halves."""
+    data = tmp_path / "wildlife"
+    for number, class_name in enumerate(("cougar", "deer", "raven")):
+        _write_photos(data / class_name, [f"{index}.jpg" for index in range(6)], seed=number)
+    _write_photos(data / "deer" / "extra", ["a.jpg", "b.jpg"], seed=9)
+    (data / "raven" / "zz_copy.jpg").write_bytes((data / "cougar" / "0.jpg").read_bytes())  # same bytes
+    out = tmp_path / "out"
+    result = run_script(out, "--data-dir", str(data), "--pipelines", "optimized,tfrecord", *SMALL)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["data"]["class_names"] == ["cougar", "deer", "raven"]
+    assert metrics["data"]["duplicates_dropped"] == 1
+    assert metrics["data"]["duplicates"] == [{"path": "raven/zz_copy.jpg", "same_as": "cougar/0.jpg"}]
+    assert "exact duplicates dropped: 1" in result.stdout
+    paths, labels = [], []
+    for name in ("train.csv", "test.csv"):
+        split_paths, split_labels = read_csv(out / name)
+        paths += split_paths
+        labels += split_labels
+    assert len(paths) == len(set(paths)) == 3 * 6 + 2  # every photo once, the copy left out
+    for path, label in zip(paths, labels, strict=True):
+        assert Path(path).relative_to(data).parts[0] == metrics["data"]["class_names"][label]
+    assert sum("extra" in Path(path).parts for path in paths) == 2
+    sidecar = json.loads((out / "tfrecords" / "dataset.json").read_text())
+    assert set(sidecar["label_to_index"]) == {"cougar", "deer", "raven"}
+    assert sum(sidecar["splits"][split]["images"] for split in ("train", "test")) == len(paths)
+
+
+@pytest.mark.slow
+def test_a_folder_already_split_keeps_its_split(tmp_path):
+    data = tmp_path / "split"
+    for number, class_name in enumerate(("cougar", "deer")):
+        _write_photos(data / "train" / class_name, [f"{index}.jpg" for index in range(8)], seed=number)
+        _write_photos(data / "test" / class_name, [f"{index}.jpg" for index in range(3)], seed=10 + number)
+    out = tmp_path / "out"
+    result = run_script(out, "--data-dir", str(data), "--pipelines", "tfrecord", *SMALL)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "already split" in result.stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["data"]["layout"] == "splits" and metrics["data"]["class_names"] == ["cougar", "deer"]
+    for name, split, count in (("train.csv", "train", 16), ("test.csv", "test", 6)):
+        paths, labels = read_csv(out / name)
+        assert len(paths) == count
+        for path, label in zip(paths, labels, strict=True):
+            assert Path(path).relative_to(data).parts[:2] == (split, metrics["data"]["class_names"][label])
+    sidecar = json.loads((out / "tfrecords" / "dataset.json").read_text())
+    assert sidecar["splits"]["train"]["class_counts"] == {"cougar": 8, "deer": 8}
+    assert sidecar["splits"]["test"]["class_counts"] == {"cougar": 3, "deer": 3}
+
+
+@pytest.mark.slow
+def test_bad_shuffle_buffer_is_refused_before_any_work(tmp_path):
+    result = run_script(tmp_path / "out", "--data", "standin", "--shuffle-buffer", "0", timeout=120)
+    assert result.returncode == 2
+    assert "--shuffle-buffer" in result.stderr and "positive whole number" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -125,6 +125,8 @@ def test_each_pass_over_a_source_gets_the_next_epoch_number(tmp_path):
     opens = [span for span in recorder.spans() if span.stage == "Open"]
     assert sorted((span.source, span.epoch) for span in opens) == [(0, 0), (0, 1), (0, 2),
                                                                    (1, 0), (1, 1), (1, 2)]
+    # Outside training the span's epoch is the pass over the source, also kept as data_epoch.
+    assert all(span.data_epoch == span.epoch for span in recorder.spans())
 
 
 def test_without_a_recorder_the_data_is_the_same(tmp_path):
@@ -208,7 +210,8 @@ def test_timelined_benchmark_records_wait_train_test_epoch_and_metrics():
     history = timeline.timelined_benchmark(model, dataset, dataset, epochs=2, recorder=recorder,
                                            progress=False)
     assert [row["epoch"] for row in history] == [1, 2]
-    assert all(row["train_images"] == 40 and 0 <= row["input_wait_share"] < 1 for row in history)
+    assert all(row["train_images"] == 40 and 0 <= row["input_wait_share"] < 1 and row["teardown_seconds"] >= 0
+               for row in history)
     counts = Counter((span.stage, span.epoch) for span in recorder.spans())
     assert counts[("Train", 0)] == counts[("Test", 1)] == 3
     # One Wait per batch, plus one per loop for the end of the data (3 + 1 train, 3 + 1 test).
@@ -216,3 +219,58 @@ def test_timelined_benchmark_records_wait_train_test_epoch_and_metrics():
     train_examples = [row for span in recorder.spans() if span.stage == "Train" and span.epoch == 0
                       for row in span.examples]
     assert sorted(int(row[2]) for row in train_examples) == list(range(40))
+
+
+def _tiny_classifier(classes):
+    import keras
+
+    keras.utils.set_random_seed(0)
+    return keras.Sequential([keras.Input((4, 4, 3)), keras.layers.Flatten(),
+                             keras.layers.Dense(classes, activation="softmax")])
+
+
+@pytest.mark.parametrize("cache", ["before-map", "after-map"])
+def test_spans_behind_a_cache_carry_the_training_epoch_in_which_they_ran(tmp_path, cache):
+    """A map after cache() runs in every epoch on pass-0 data: epoch is the training epoch, data_epoch 0."""
+    recorder = timeline.Recorder()
+    source = timeline.time_measured_dataset(_fake_files(tmp_path, 1), _open_file, _read_item, IMAGE_SPEC,
+                                            recorder)
+    timed = timeline.timed_map(_add_one, recorder)
+    if cache == "before-map":
+        train = source.cache().batch(8).map(timed)
+    else:
+        train = source.batch(8).map(timed).cache()
+    test = tf.data.Dataset.from_tensor_slices((np.zeros((4, 4, 4, 3), np.float32), np.zeros(4, np.int64),
+                                               np.zeros((4, 3), np.int64))).batch(4)
+    timeline.timelined_benchmark(_tiny_classifier(EXAMPLES_PER_FILE), train, test, epochs=2, recorder=recorder,
+                                 progress=False)
+
+    assert recorder.training_epoch is None
+    spans = recorder.spans()
+    epoch_spans = {span.epoch: span for span in spans if span.stage == "Epoch"}
+    maps = [span for span in spans if span.stage == "Map"]
+    batches = EXAMPLES_PER_FILE // 8
+    expected_epochs = [0, 1] if cache == "before-map" else [0]
+    assert sorted(Counter(span.epoch for span in maps).items()) == [(epoch, batches) for epoch in expected_epochs]
+    for span in maps:  # each Map span ran inside the Epoch span it is stamped with, on pass-0 data
+        assert epoch_spans[span.epoch].start <= span.start <= span.end <= epoch_spans[span.epoch].end + 1e-6
+        assert span.data_epoch == 0 and set(span.examples[:, 1]) == {0}
+    # The source sits before the cache either way: it is read once, in epoch 1.
+    assert {(span.stage, span.epoch, span.data_epoch) for span in spans if span.stage in ("Open", "Read")} == {
+        ("Open", 0, 0), ("Read", 0, 0)}
+    # The trainer's spans: its own epoch; Train keeps the data's pass (0, cached) as data_epoch.
+    trains = [span for span in spans if span.stage == "Train"]
+    assert Counter(span.epoch for span in trains) == {0: batches, 1: batches}
+    assert {span.data_epoch for span in trains} == {0}
+    assert {span.data_epoch for span in spans if span.stage in ("Wait", "Epoch", "Teardown")} == {-1}
+    # One Teardown per epoch, after its Epoch span.
+    teardowns = {span.epoch: span for span in spans if span.stage == "Teardown"}
+    assert sorted(teardowns) == [0, 1]
+    assert all(teardowns[epoch].start >= epoch_spans[epoch].end - 1e-6 for epoch in (0, 1))
+    summary = timeline.summarize(spans)
+    assert summary["stages"]["Map"]["epochs"] == expected_epochs
+
+
+def test_stage_order_puts_decode_between_read_and_map():
+    spans = [timeline.Span(stage, 0.0, 1.0) for stage in ("Map", "Custom", "Decode", "Read", "Train")]
+    assert list(timeline.summarize(spans)["stages"]) == ["Read", "Decode", "Map", "Train", "Custom"]

@@ -4,7 +4,7 @@ Description: How long HOG features of CIFAR-10's 60,000 32x32 images take. Measu
     real CIFAR-10 JPEGs, 2 cores shared with other jobs (two runs): the lab's loop 3.3-8.1
     ms per image (198-486 s for 60,000), skimage.feature.hog 12-23 s, common.hog 1.0-2.1
     s (190-230x the lab's loop), with bit-identical features (max difference 0.0).
-Run: python benchmarks/hog_speed.py --data-dir /work/data/cifar10
+Run: python benchmarks/hog_speed.py --data-dir DIR
 
 The lab's loop and skimage run on a sample and are scaled to 60,000 images (they
 take per-image time that does not depend on the batch); common.hog runs on all

@@ -5,7 +5,7 @@ Description: Images per second that lab04's pipelines deliver on their own (iter
     step, and each with and without common.timeline recording. Targets (issue 5): the
     optimized pipeline at least 100x the naive one; recording under 10% of a pipeline's
     own time. Measured figures: see the reply of issue 5 and this script's output.
-Run: python benchmarks/pipeline_speed.py --data-dir /work/data/cifar10
+Run: python benchmarks/pipeline_speed.py --data-dir DIR
 
 The naive pipeline runs on --naive-images training images (its per-image cost does not
 depend on how many); every other row reads the whole training set. "optimized, epoch

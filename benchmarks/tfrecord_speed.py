@@ -3,7 +3,7 @@ Title: TFRecord conversion and reading speed
 Description: How fast tfrecord_tools converts an image folder (1 and 2 workers) and how
 fast load() reads it back, against the same files read one by one with tf.data.
 Run: LAB_DATA_DIR=../shared/data python benchmarks/tfrecord_speed.py
-     python benchmarks/tfrecord_speed.py --data-dir /work/data/cifar10 --photos 2000
+     python benchmarks/tfrecord_speed.py --data-dir DIR --photos 2000
 
 Two folders, one run:
 
@@ -32,7 +32,7 @@ it left a core idle in about 4 passes out of 10; see ``tfrecord_tools/read.py``)
 so the loose files and the per-record reader are timed with it off too.
 
 Measured (2026-11-25, quiet 2-CPU machine, load average 1-2), command
-``python benchmarks/tfrecord_speed.py --data-dir /work/data/cifar10 --photos 2000``
+``python benchmarks/tfrecord_speed.py --data-dir DIR --photos 2000``
 (CIFAR from the ``../shared/data`` archive, extracted)::
 
     folder               workers  images     MB  wall s   img/s  CPU s img/CPU-s  start  check   plan  write finish

@@ -169,7 +169,7 @@ _, accuracy_arrays = model_arrays.evaluate(test_arrays, verbose=0)
 print(f"Testing accuracy (arrays): {accuracy_arrays:.4f}   (lab: 0.7087)")
 
 # %% [markdown]
-# ## CNN model for CIFAR-10, loading the data by hand
+# ## CNN model for CIFAR-10: loading data manually
 # To see how it works under the hood, read CIFAR-10 the way it is distributed:
 # five pickled training batches of 10,000 images and one test batch. Each batch
 # is a dict whose `b"data"` holds one image per row of 3,072 bytes: the 1,024

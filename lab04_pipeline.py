@@ -98,7 +98,7 @@ iterator = iter(raw_dataset)
 print("next(iterator) twice:", [int(next(iterator)[1]) for _ in range(2)])
 
 # %% [markdown]
-# ### map
+# ### Apply transformations: map
 # `Dataset.map` applies a function to every element; here each row becomes its sum
 # and mean. `num_parallel_calls` lets several elements be mapped at once.
 
@@ -196,7 +196,8 @@ axis.legend()
 report.save_figure(figure, config.out / "shuffle_repeat.png")
 
 # %% [markdown]
-# ## CIFAR-10 through a time-measured source
+# ## Optimization for input pipeline
+# ### Dataset with time: CIFAR-10 through a time-measured source
 # The lab reads the pickled CIFAR-10 batches by hand. Here each batch file is one
 # *source*: opening it (unpickling 10,000 images) is an **Open** span, turning
 # rows into images is a **Read** span, and the augmentation is a **Map** span; the
@@ -290,7 +291,7 @@ for span in peek_recorder.spans():
           f"{1000 * span.duration:.3f} ms")
 
 # %% [markdown]
-# ## The maps
+# ### Map function with time: the maps
 # Both pipelines use the same maps from `common/augment.py` (random 24x24 crop, flip,
 # brightness, contrast, per-image standardisation; centre crop for testing), which
 # take one image or a batch, so the two runs train exactly the same thing. They fix
@@ -387,7 +388,7 @@ optimized_test = (
 )
 
 # %% [markdown]
-# ## Re-train the CNN with time
+# ## Train: the CNN again, with time
 # The lab's second CIFAR-10 CNN, its initial weights saved once so both pipelines
 # start from the same point. Each run gets a fresh Adam optimizer (the lab reuses
 # one, so its second run inherits the first run's moment estimates), and the loss

@@ -6,11 +6,12 @@ a time through Python), augmentation (random crop, flip, brightness, contrast; s
 optimised), optimized (parallel decoding, cache, vectorised parallel map, prefetch) and
 TFRecord (the same split written once with tfrecord_tools, read with its loader). Each
 run draws a timeline; a table and analysis.md say where the time went. Measured on
-this 2-core CPU (shared, so timings are noisy), small_cnn, 3 epochs, 3,000 CIFAR-10
-photos upscaled to 300x300 (2,400 train / 600 test): naive 155 s, augmentation 350 s
-(its per-image Python map is the bottleneck: 74% input wait), optimized 76 s (3.5%
-input wait), TFRecord 61 s (+11 s to write and verify the records once); test
-accuracy 0.24-0.28 (chance 0.10; blown-up 32x32 pictures, 3 epochs from scratch).
+this 2-core CPU, small_cnn, 3 epochs, 3,000 CIFAR-10 photos upscaled to 300x300 (2,400
+train / 600 test), quiet machine: naive 42.5 s (43% input wait), augmentation 94.7 s
+(its per-image Python map is the bottleneck: 75% input wait), optimized 31.6 s (3.4%
+input wait), TFRecord 30.5 s (2.7%; +1.4 s to write and verify the records once);
+213 s in all; test accuracy 0.23-0.28 (chance 0.10; blown-up 32x32 pictures, 3 epochs
+from scratch). An earlier run under load from other jobs took 155 / 350 / 76 / 61 s.
 Run: python assignment_wildlife.py --data-dir oregon_wildlife   (quick offline: --limit 200)
 
 Defaults, and why. The lab's model is VGG16 (ImageNet weights, frozen) under a
@@ -21,8 +22,8 @@ size is 32, and the backbone is a flag:
 
 * ``--backbone small_cnn`` (default): a 4-convolution CNN trained from scratch; on a
   2-core CPU it trains at 100-140 images/s at 224x224 when the input keeps up, so a
-  run with no flags (the generated stand-in, 1,000 photos, 4 pipelines x 3 epochs) takes
-  about a third of the 11-minute run above, and ``--limit 200`` about a minute of CPU.
+  run with no flags (the generated stand-in, 1,000 photos, 4 pipelines x 3 epochs)
+  takes a few minutes, and ``--limit 200`` about a minute of CPU.
 * ``--backbone mobilenet_v3_small``: ImageNet features, light enough for a CPU.
 * ``--backbone vgg16``: the lab's model (needs a GPU to be practical).
 * ``--head flatten`` is the lab's head; ``--head gap`` puts GlobalAveragePooling

@@ -310,6 +310,40 @@ def augment_test(images, labels):
 
 
 # %% [markdown]
+# ### A first timeline: ten examples, training simulated
+# The lab's "test" and "test_batch" timelines, before any model: ten examples go
+# through the source and the map one at a time, each followed by a pretend training
+# step of 0.1 s (the lab's `time.sleep(0.1)`; it stands in for a model, nothing else
+# here sleeps); then three batches of 4, mapped a batch at a time. Every bar carries
+# its example index (its batch number for Train), so you can follow one example from
+# Read through Map to Train.
+
+# %%
+DEMO_TRAIN_SECONDS = 0.1
+
+
+def simulate_training(dataset, recorder, steps):
+    """Take ``steps`` elements of ``dataset``; after each, record a pretend Train span of 0.1 s."""
+    for step, (_, _, tags) in enumerate(dataset.take(steps)):
+        start = timeline.now()
+        time.sleep(DEMO_TRAIN_SECONDS)
+        recorder.record_tags("Train", start, timeline.now() - start, tags.numpy(), epoch=0, index=step)
+
+
+for demo_name, demo_batch_size, demo_steps in (("test", None, 10), ("test_batch", 4, 3)):
+    demo_recorder = timeline.Recorder()
+    demo = timeline.time_measured_dataset(train_files[:1], open_examples, read_example, IMAGE_SPEC, demo_recorder)
+    if demo_batch_size:
+        demo = demo.batch(demo_batch_size)
+    demo = demo.map(timeline.timed_map(augment_train, demo_recorder))
+    simulate_training(demo, demo_recorder, demo_steps)
+    timeline.draw_timeline(demo_recorder, f"{demo_name}: {demo_steps} "
+                           f"{'batches of ' + str(demo_batch_size) if demo_batch_size else 'examples'}, "
+                           "training simulated", annotate=True, path=config.out / f"timeline_{demo_name}.png")
+    print(f"timeline_{demo_name}.png: {len(demo_recorder)} spans")
+
+
+# %% [markdown]
 # ## The naive pipeline
 # The lab's: read one example at a time, map one example at a time in Python
 # (`tf.py_function`, the lab's `map_decorator`), batch 64. Nothing runs in

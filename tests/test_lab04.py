@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-OUTPUTS = ("comparison.txt", "batch_sizes.png", "shuffle_repeat.png", "timeline_naive.png", "timeline_optimized.png",
+OUTPUTS = ("comparison.txt", "batch_sizes.png", "shuffle_repeat.png", "timeline_test.png", "timeline_test_batch.png",
+           "timeline_naive.png", "timeline_optimized.png",
            "practical_batch.png")
 
 

@@ -295,8 +295,9 @@ for span in peek_recorder.spans():
 # Both pipelines use the same maps from `common/augment.py` (random 24x24 crop, flip,
 # brightness, contrast, per-image standardisation; centre crop for testing), which
 # take one image or a batch, so the two runs train exactly the same thing. They fix
-# two lab bugs: brightness `max_delta=63` on [0, 1] pixels, and a test map that
-# resizes instead of cropping (see the module's docstring).
+# two lab bugs: a brightness step that per-image standardisation undid (here the
+# shift is up to 63/255 and clipped to [0, 1], so it changes the image), and a test
+# map that resizes instead of cropping (see the module's docstring).
 
 # %%
 
@@ -373,8 +374,10 @@ naive_test = (
 
 # %% [markdown]
 # ## The optimized pipeline
-# 1. **interleave**: read the five files in parallel (the lab interleaves
-#    `range(1)`, a single source, so it never reads in parallel);
+# 1. **interleave**: read the five files at once (the lab interleaves `range(1)`,
+#    a single source, so it never does). The readers are Python generators, so
+#    unpickling holds Python's global lock: the Open and Read bars overlap on the
+#    timeline, but they do not run on two cores at once;
 # 2. read whole blocks of 1,000 rows at once instead of one row at a time;
 # 3. **batch before map**: the map works on 64 images at once (vectorised), in
 #    graph code, with `num_parallel_calls` batches at a time;

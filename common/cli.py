@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import shlex
 import sys
 import textwrap
 from pathlib import Path
@@ -94,18 +95,30 @@ def make_parser(
         "--seed", type=_seed, default=seed,
         help=f"random seed for Python, NumPy and TensorFlow (default: {seed})",
     )
+    parser.add_argument(
+        "--fresh", action="store_true",
+        help="start over even when --out holds an interrupted run with the same settings "
+        "(by default such a run is resumed: finished parts are kept)",
+    )
     return parser
 
 
-def parse(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> argparse.Namespace:
+def parse(parser: argparse.ArgumentParser, notebook_args: str = "",
+          argv: list[str] | None = None) -> argparse.Namespace:
     """Parse flags, seed every random generator and create the output folder.
 
+    On the command line the flags come from ``sys.argv`` (or ``argv``). Under
+    Jupyter, where ``sys.argv`` holds the kernel's own arguments, they come from
+    ``notebook_args``, the script's ``ARGS`` parameters cell (for example
+    ``"--epochs 1 --limit 2000"``), so "Run all" can be a quick run.
+
     Also installs the handler that turns a :class:`UserError` into a one-paragraph
-    message and exit status 2.
+    message and exit status 2 (not under Jupyter, where the kernel shows it).
     """
-    install_error_handler()
     if argv is None and _running_in_jupyter():
-        argv = []
+        argv = shlex.split(notebook_args)
+    else:
+        install_error_handler()
     config = parser.parse_args(argv)
     if getattr(config, "data_dir", None) is not None:
         config.data_dir = config.data_dir.expanduser()

@@ -1,4 +1,8 @@
-"""Writing what a run produced: banners, metrics JSON, figures, the summary line.
+"""Writing what a run produced: banners, metrics JSON, figures, the summary line, run status.
+
+:class:`Run` is what a script writes its outputs through: it keeps the manifest of
+the files this run wrote, the status in ``metrics.json``, finished parts for a
+resume, and turns Ctrl-C into one line and exit status 130.
 
 Every writer here is atomic (write to a temporary name in the same folder, then
 rename), so an interrupted run never leaves a half-written file that looks whole.
@@ -9,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -93,7 +98,8 @@ def summary_line(title: str, **values: Any) -> str:
     parts = [title]
     for key, value in values.items():
         if isinstance(value, float):
-            value = f"{value:.4f}" if abs(value) < 10 else f"{value:.1f}"
+            # Seconds always with one decimal, rates and the like below 10 with four.
+            value = f"{value:.1f}" if key.endswith("_s") or abs(value) >= 10 else f"{value:.4f}"
         parts.append(f"{key}={value}")
     return " | ".join(parts)
 
@@ -115,3 +121,307 @@ def _to_json(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+# ---------------------------------------------------------------------------
+# One run of a script into its output folder: status, manifest, parts, resume.
+# ---------------------------------------------------------------------------
+
+RUN_STATE = "run.json"
+RESUME_FOLDER = ".resume"
+# Flags that say where a run writes or how it starts, not what it computes: a run with
+# another --out or --fresh is still the same run.
+NOT_FINGERPRINTED = ("out", "fresh")
+
+
+class Run:
+    """What a script's run wrote into ``--out``, which of its parts finished, and its status.
+
+    A script makes one ``Run`` right after parsing its flags and writes every output
+    through it (:meth:`save_figure`, :meth:`write_json`, :meth:`path`), so the run
+    keeps a manifest (``run.json``) of the files *this* run wrote. ``metrics.json``
+    says ``"status": "running"`` from the start, ``"interrupted"`` or ``"failed"``
+    with the parts that had finished, and ``"complete"`` only from :meth:`finish`.
+
+    A script with long parts (a model's training, a pipeline's timed run) asks for
+    each part's results first::
+
+        naive = run.finished("naive")      # read back if an interrupted run finished it
+        if naive is None:
+            naive = ...                    # compute it
+            run.complete("naive", naive)   # a JSON-able dict
+
+    Running the same command again after Ctrl-C, ``kill -9`` or a crash resumes:
+    finished parts are read back, the rest is computed. It resumes only when the
+    settings match the interrupted run's (a fingerprint of the flags, less ``--out``
+    and ``--fresh``); otherwise, or with ``--fresh``, it starts over and deletes the
+    files the older run had written (never anything else in the folder).
+
+    Ctrl-C (or SIGTERM) prints one line saying what was interrupted and how to
+    resume, and exits with status 130 (143 for SIGTERM), no traceback. Under
+    Jupyter no handler is installed: the kernel's own interrupt stays as it is.
+
+    On a multi-worker run's other workers (``TF_CONFIG`` names another chief), the
+    run writes into a temporary folder of its own, so only the chief writes ``--out``.
+
+    Parameters
+    ----------
+    config : argparse.Namespace
+        The parsed flags; ``config.out`` is the output folder, ``config.fresh``
+        (if present) forces a fresh start.
+    script : str
+        Short name used in messages and the summary line, e.g. ``"lab03"``.
+    chief : bool, optional
+        Whether this process writes ``--out``; by default read from ``TF_CONFIG``.
+    """
+
+    def __init__(self, config, script: str, *, chief: bool | None = None) -> None:
+        self.script = script
+        self.clock = Stopwatch()
+        self.settings = {
+            key: (str(value) if isinstance(value, Path) else value)
+            for key, value in sorted(vars(config).items())
+            if key not in NOT_FINGERPRINTED
+        }
+        self.fingerprint = _fingerprint(self.settings)
+        self.is_chief = _tf_config_is_chief() if chief is None else chief
+        if self.is_chief:
+            self.out = Path(config.out)
+        else:
+            self.out = Path(tempfile.mkdtemp(prefix=f"{script}-worker-"))
+            print(f"not the chief worker: outputs and checkpoints go to {self.out} (deleted at the end)")
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.current_part: str | None = None
+        self.resumed_parts: list[str] = []
+        previous = _read_json_or_none(self.out / RUN_STATE)
+        fresh = bool(getattr(config, "fresh", False))
+        if previous and not fresh and previous.get("fingerprint") == self.fingerprint \
+                and previous.get("status") != "complete":
+            self.state = previous
+            self.resumed_parts = [name for name, part in self.state["parts"].items() if part["status"] == "complete"]
+            done = ", ".join(self.resumed_parts) or "none yet"
+            print(f"resuming the {previous.get('status', 'stopped')} run in {self.out} (finished parts: {done}); "
+                  f"add --fresh to start over")
+        else:
+            if previous:
+                self._forget(previous, fresh)
+            self.state = {"script": script, "fingerprint": self.fingerprint, "settings": self.settings,
+                          "parts": {}, "files": []}
+        self.state.update(status="running", pid=os.getpid(), started=time.strftime("%Y-%m-%d %H:%M:%S"))
+        self._save_state()
+        self._write_status_metrics("running")
+        if not _running_in_jupyter():
+            _install_interrupt_handlers(self)
+
+    # -- outputs ------------------------------------------------------------
+    def path(self, name: str) -> Path:
+        """``out / name``, recorded in the manifest as written by this run (parent folders made)."""
+        path = self.out / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if name not in self.state["files"]:
+            self.state["files"].append(name)
+            self._save_state()
+        return path
+
+    def save_figure(self, figure, name: str, dpi: int = 120) -> Path:
+        """Save a matplotlib figure as ``out / name`` (PNG, atomically); see :func:`save_figure`."""
+        return save_figure(figure, self.path(name), dpi=dpi)
+
+    def write_json(self, name: str, data: Any) -> Path:
+        """Write ``data`` as ``out / name`` (JSON, atomically)."""
+        return write_json(self.path(name), data)
+
+    def write_text(self, name: str, text: str) -> Path:
+        """Write ``text`` as ``out / name`` (UTF-8, atomically)."""
+        path = self.path(name)
+        with atomic_path(path) as temporary:
+            temporary.write_text(text, encoding="utf-8")
+        return path
+
+    def backup_dir(self, part: str) -> Path:
+        """A folder under ``out/.resume`` for a part's checkpoints (removed by :meth:`finish`)."""
+        folder = self.out / RESUME_FOLDER / part
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    # -- parts --------------------------------------------------------------
+    def finished(self, part: str) -> dict | None:
+        """The results of ``part`` if it finished before (in a run being resumed), else None.
+
+        Returning None also marks ``part`` as the one now running, for the
+        interrupt message.
+        """
+        record = self.state["parts"].get(part)
+        if record and record["status"] == "complete":
+            print(f"{part}: finished in the interrupted run, results read back from {self.out / RUN_STATE}")
+            return record["result"]
+        self.current_part = part
+        return None
+
+    def complete(self, part: str, result: dict) -> dict:
+        """Record that ``part`` finished with ``result`` (a JSON-able dict); returns ``result``."""
+        self.state["parts"][part] = {"status": "complete", "result": _jsonable(result)}
+        self.current_part = None
+        self._save_state()
+        self._write_status_metrics("running")
+        return result
+
+    def skip(self, part: str, reason: str) -> None:
+        """Record that ``part`` was not run, and print ``reason`` on one line."""
+        self.state["parts"][part] = {"status": "skipped", "reason": reason}
+        self._save_state()
+        print(f"{part}: skipped ({reason})")
+
+    @property
+    def skipped(self) -> dict[str, str]:
+        """``{part: reason}`` for the parts recorded with :meth:`skip`."""
+        return {name: part["reason"] for name, part in self.state["parts"].items() if part["status"] == "skipped"}
+
+    # -- the end ------------------------------------------------------------
+    def finish(self, metrics: dict, summary: dict, *, data=None) -> str:
+        """Write ``metrics.json`` as complete, print where the outputs are and the summary line.
+
+        Parameters
+        ----------
+        metrics : dict
+            The script's results; ``status``, ``parts``, ``total_seconds`` and
+            ``run`` are added (and ``data``, from ``data.describe()``, if given).
+        summary : dict
+            ``{name: value}`` for the summary line; ``total_s`` is added.
+        data : optional
+            The dataset object (anything with ``describe()`` and ``is_standin``):
+            its description goes into the metrics and a stand-in is marked in the
+            summary line.
+
+        Returns
+        -------
+        str
+            The summary line that was printed.
+        """
+        total_seconds = round(self.clock.seconds, 1)
+        standin = bool(getattr(data, "is_standin", False))
+        metrics = {
+            "status": "complete",
+            **({"data": data.describe()} if data is not None else {}),
+            **metrics,
+            "parts": self._part_statuses(),
+            "resumed_parts": self.resumed_parts,
+            "total_seconds": total_seconds,
+            "run": run_info(),
+        }
+        self.write_json("metrics.json", metrics)
+        self.state["status"] = "complete"
+        self.state["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
+        self._save_state()
+        shutil.rmtree(self.out / RESUME_FOLDER, ignore_errors=True)
+        title = self.script + (" (stand-in data)" if standin else "")
+        line = summary_line(title, **summary, total_s=total_seconds)
+        if self.is_chief:
+            print(f"outputs in {self.out}/")
+        else:
+            shutil.rmtree(self.out, ignore_errors=True)
+        print(line, flush=True)
+        return line
+
+    def stop(self, status: str, why: str) -> None:
+        """Mark the run as ``status`` ("interrupted" or "failed"), saying ``why``; outputs stay."""
+        self.state["status"] = status
+        self.state["stopped_in"] = self.current_part
+        self.state["why"] = why
+        self._save_state()
+        self._write_status_metrics(status, why)
+
+    # -- internals ----------------------------------------------------------
+    def _part_statuses(self) -> dict[str, str]:
+        return {name: part["status"] for name, part in self.state["parts"].items()}
+
+    def _write_status_metrics(self, status: str, why: str | None = None) -> None:
+        finished = [name for name, part in self.state["parts"].items() if part["status"] == "complete"]
+        metrics = {"status": status, "finished_parts": finished, "running_part": self.current_part,
+                   "note": "not a complete run: run the same command again to resume" if status != "running"
+                   else "this run has not finished yet (or was killed): run the same command again to resume"}
+        if why:
+            metrics["why"] = why
+        write_json(self.out / "metrics.json", metrics)
+
+    def _save_state(self) -> None:
+        self.state["updated"] = time.strftime("%Y-%m-%d %H:%M:%S")
+        write_json(self.out / RUN_STATE, self.state)
+
+    def _forget(self, previous: dict, fresh: bool) -> None:
+        """Delete what an older run wrote (its manifest's files only), so nothing stale looks current."""
+        if previous.get("status") != "complete" and not fresh:
+            changed = _changed_settings(previous.get("settings", {}), self.settings)
+            print(f"{self.out} holds an unfinished run with other settings ({changed}): starting over")
+        for name in previous.get("files", []):
+            candidate = (self.out / name).resolve()
+            if self.out.resolve() in candidate.parents:
+                candidate.unlink(missing_ok=True)
+        shutil.rmtree(self.out / RESUME_FOLDER, ignore_errors=True)
+
+
+def _fingerprint(settings: dict) -> str:
+    import hashlib
+
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _changed_settings(old: dict, new: dict) -> str:
+    changes = [f"--{key.replace('_', '-')} {old.get(key)} -> {new.get(key)}"
+               for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]
+    return ", ".join(changes) or "a different script version"
+
+
+def _read_json_or_none(path: Path) -> dict | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and isinstance(data.get("parts"), dict) else None
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=_to_json))
+
+
+def _tf_config_is_chief() -> bool:
+    """True unless ``TF_CONFIG`` makes this process a non-chief worker (no TensorFlow needed)."""
+    config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    task = config.get("task", {})
+    if not task or task.get("type") == "chief":
+        return True
+    return task.get("type") == "worker" and task.get("index", 0) == 0 and "chief" not in config.get("cluster", {})
+
+
+def _running_in_jupyter() -> bool:
+    return "ipykernel" in sys.modules
+
+
+def _install_interrupt_handlers(run: Run) -> None:
+    """Ctrl-C / SIGTERM: one line, the run marked interrupted, exit 130 / 143, no traceback."""
+    import signal
+
+    def on_sigterm(signum, frame):
+        raise _Terminated()
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    previous_hook = sys.excepthook
+
+    def hook(exc_type, exc, tb):
+        if issubclass(exc_type, (KeyboardInterrupt, _Terminated)):
+            what = "SIGTERM" if exc_type is _Terminated else "Ctrl-C"
+            part = f" during {run.current_part}" if run.current_part else ""
+            run.stop("interrupted", f"{what}{part}")
+            sys.stdout.flush()
+            print(f"\n{run.script}: interrupted by {what}{part} after {run.clock.seconds:.0f} s; "
+                  f"run the same command again to resume (finished parts are kept in {run.out}).",
+                  file=sys.stderr, flush=True)
+            os._exit(143 if exc_type is _Terminated else 130)  # skip TensorFlow's slow, noisy teardown
+        run.stop("failed", f"{exc_type.__name__}: {exc}")
+        previous_hook(exc_type, exc, tb)
+
+    sys.excepthook = hook
+
+
+class _Terminated(BaseException):
+    """Raised in the main thread by SIGTERM, so it unwinds like Ctrl-C."""

@@ -296,3 +296,115 @@ def cpu_has_native_bfloat16(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> boo
     except OSError:
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+# ---------------------------------------------------------------------------
+# Resuming model.fit after Ctrl-C, kill -9 or a crash.
+# ---------------------------------------------------------------------------
+
+class FitHistory:
+    """What :func:`fit_resumable` returns: the history of every epoch, resumed or not.
+
+    Attributes
+    ----------
+    history : dict of str to list of float
+        ``{"loss": [...], "accuracy": [...], "val_loss": [...], ...}``, one value
+        per epoch from epoch 1, as ``keras.callbacks.History.history``.
+    epoch : list of int
+        Epoch indices 0..epochs-1.
+    resumed_from : int
+        Epochs restored from the backup instead of trained in this process (0
+        for a fresh fit).
+    """
+
+    def __init__(self, history: dict, resumed_from: int) -> None:
+        self.history = history
+        self.epoch = list(range(len(next(iter(history.values()), []))))
+        self.resumed_from = resumed_from
+
+    @property
+    def epochs_trained(self) -> int:
+        """Epochs computed in this process."""
+        return len(self.epoch) - self.resumed_from
+
+
+class _EpochLog(keras.callbacks.Callback):
+    """Writes every finished epoch's logs (and the timer's seconds) to a JSON file, atomically."""
+
+    def __init__(self, path: Path, timer: EpochTimer | None) -> None:
+        super().__init__()
+        self.path = path
+        self.timer = timer
+        self.epochs = _read_epoch_log(path)
+
+    def on_epoch_end(self, epoch, logs=None):
+        from common.report import write_json
+
+        record = {key: float(value) for key, value in (logs or {}).items()}
+        if self.timer is not None and self.timer.train_seconds:
+            record["_train_seconds"] = self.timer.train_seconds[-1]
+            record["_validation_seconds"] = self.timer.validation_seconds[-1]
+        self.epochs[str(epoch)] = record
+        write_json(self.path, self.epochs)
+
+
+def _read_epoch_log(path: Path) -> dict:
+    import json
+
+    try:
+        epochs = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return epochs if isinstance(epochs, dict) else {}
+
+
+def fit_resumable(model: keras.Model, *args, backup_dir: str | os.PathLike, epochs: int,
+                  timer: EpochTimer | None = None, callbacks=(), **kwargs) -> FitHistory:
+    """``model.fit(*args, epochs=epochs, ...)`` that goes on from the last finished epoch.
+
+    Keras's ``BackupAndRestore`` keeps the weights, the optimizer and the epoch
+    counter in ``backup_dir`` after each epoch (``double_checkpoint=True``: its
+    writes are not atomic, so the previous backup stays until the new one is
+    whole). Run again after Ctrl-C, ``kill -9`` or a crash, the same call restores
+    them and trains only the epochs left; an epoch that was cut short starts again
+    from its first batch. ``fit``'s own history would hold only the new epochs, so
+    every epoch's logs are also kept in ``backup_dir/epochs.json`` and the returned
+    history covers the whole run. ``timer`` (an :class:`EpochTimer`), if given, is
+    refilled the same way, so its lists cover every epoch too.
+
+    The backup is deleted when the fit completes, so a finished fit starts fresh
+    next time; the caller decides (see ``report.Run``) whether to call it again.
+
+    Parameters
+    ----------
+    model : keras.Model
+        A built, compiled model.
+    backup_dir : path
+        A folder of this fit's own (``run.backup_dir("cnn")``).
+    epochs : int
+        Total epochs, counting those already done before an interruption.
+    *args, **kwargs
+        Passed to ``model.fit`` (data, ``batch_size``, ``validation_data``, ...).
+    """
+    backup_dir = Path(backup_dir)
+    log = _EpochLog(backup_dir / "epochs.json", timer)
+    backup = keras.callbacks.BackupAndRestore(str(backup_dir / "backup"), double_checkpoint=True)
+    extra = [timer] if timer is not None else []
+    model.fit(*args, epochs=epochs, callbacks=[*callbacks, *extra, log, backup], **kwargs)
+    done = [log.epochs[str(epoch)] for epoch in range(epochs) if str(epoch) in log.epochs]
+    resumed_from = epochs - (len(timer.train_seconds) if timer is not None else _trained_now(model, epochs))
+    history: dict[str, list[float]] = {}
+    for record in done:
+        for key, value in record.items():
+            if not key.startswith("_"):
+                history.setdefault(key, []).append(value)
+    if timer is not None:
+        timer.train_seconds = [record.get("_train_seconds", 0.0) for record in done]
+        timer.validation_seconds = [record.get("_validation_seconds", 0.0) for record in done]
+    return FitHistory(history, resumed_from=max(resumed_from, 0))
+
+
+def _trained_now(model: keras.Model, epochs: int) -> int:
+    """Epochs this process trained: fit's own History starts at the restored epoch."""
+    history = getattr(model, "history", None)
+    return len(history.epoch) if history is not None else epochs

@@ -17,13 +17,13 @@ def make(**overrides):
 
 
 def test_defaults_are_the_labs_values(tmp_path):
-    config = cli.parse(make(), ["--out", str(tmp_path / "run")])
+    config = cli.parse(make(), argv=["--out", str(tmp_path / "run")])
     assert (config.epochs, config.batch_size, config.data, config.limit, config.seed) == (5, 32, "auto", None, 0)
     assert config.out.is_dir()
 
 
 def test_flags_override_defaults(tmp_path):
-    config = cli.parse(make(), ["--epochs", "2", "--batch-size", "8", "--data", "standin", "--limit", "100",
+    config = cli.parse(make(), argv=["--epochs", "2", "--batch-size", "8", "--data", "standin", "--limit", "100",
                                 "--seed", "7", "--data-dir", str(tmp_path), "--out", str(tmp_path / "o")])
     assert (config.epochs, config.batch_size, config.data, config.limit, config.seed) == (2, 8, "standin", 100, 7)
     assert config.data_dir == tmp_path
@@ -33,14 +33,14 @@ def test_flags_override_defaults(tmp_path):
                                        ["--data", "online"]])
 def test_bad_values_exit_with_a_usage_message(arguments, capsys):
     with pytest.raises(SystemExit) as raised:
-        cli.parse(make(), arguments)
+        cli.parse(make(), argv=arguments)
     assert raised.value.code == 2
     assert "error:" in capsys.readouterr().err
 
 
 def test_missing_data_dir_is_an_error(tmp_path, capsys):
     with pytest.raises(SystemExit):
-        cli.parse(make(), ["--data-dir", str(tmp_path / "absent")])
+        cli.parse(make(), argv=["--data-dir", str(tmp_path / "absent")])
     assert "does not exist" in capsys.readouterr().err
 
 

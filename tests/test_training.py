@@ -124,3 +124,32 @@ def test_mixed_precision_on_gpus_only_with_tensor_cores(monkeypatch, capabilitie
                for index, capability in enumerate(capabilities)}
     monkeypatch.setattr(tf.config.experimental, "get_device_details", lambda gpu: details[gpu])
     assert training.gpus_have_tensor_cores(list(details)) is expected
+
+
+def test_fit_resumable_goes_on_from_the_last_epoch_and_keeps_every_epoch(tmp_path):
+    import keras
+
+    rng = np.random.default_rng(0)
+    x = rng.random((64, 4), dtype=np.float32)
+    y = (x.sum(axis=1) > 2).astype("int32")
+
+    def build():
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+        model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+        return model
+
+    class StopAfterSecondEpoch(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        training.fit_resumable(build(), x, y, backup_dir=tmp_path, epochs=4, timer=training.EpochTimer(64),
+                               callbacks=[StopAfterSecondEpoch()], verbose=0, validation_data=(x, y))
+    timer = training.EpochTimer(64)
+    result = training.fit_resumable(build(), x, y, backup_dir=tmp_path, epochs=4, timer=timer, verbose=0,
+                                    validation_data=(x, y))
+    assert result.resumed_from == 1 and result.epochs_trained == 3
+    assert {key: len(values) for key, values in result.history.items()} == \
+        {"loss": 4, "accuracy": 4, "val_loss": 4, "val_accuracy": 4}
+    assert len(timer.train_seconds) == 4

@@ -425,3 +425,66 @@ def _install_interrupt_handlers(run: Run) -> None:
 
 class _Terminated(BaseException):
     """Raised in the main thread by SIGTERM, so it unwinds like Ctrl-C."""
+
+
+# ---------------------------------------------------------------------------
+# Progress that stays readable in a log file.
+# ---------------------------------------------------------------------------
+
+def interactive() -> bool:
+    """True when a person watches the output live: a terminal or a notebook."""
+    return _running_in_jupyter() or sys.stdout.isatty()
+
+
+def keras_verbose() -> str | int:
+    """``verbose=`` for ``fit``/``evaluate``: progress bars on a terminal or in a notebook,
+    one line per epoch (``2``) when the output goes to a file or a pipe."""
+    return "auto" if interactive() else 2
+
+
+def progress(iterable=None, *, total: int | None = None, desc: str | None = None, unit: str = "it"):
+    """``tqdm`` on a terminal or in a notebook; in a log file, one line when the loop ends.
+
+    Returns a tqdm bar (usable as an iterable or with ``update(n)``).
+    """
+    from tqdm.auto import tqdm
+
+    if interactive():
+        return tqdm(iterable, total=total, desc=desc, unit=unit)
+    return _LoggedProgress(iterable, total=total, desc=desc, unit=unit)
+
+
+class _LoggedProgress:
+    """The part of tqdm's interface the scripts use, printing one line at the end (for log files)."""
+
+    def __init__(self, iterable, *, total, desc, unit) -> None:
+        self.iterable, self.desc, self.unit = iterable, desc or "progress", unit
+        self.total = total if total is not None else (len(iterable) if hasattr(iterable, "__len__") else None)
+        self.n = 0
+        self.clock = Stopwatch()
+        self._closed = False
+
+    def __iter__(self):
+        for item in self.iterable:
+            yield item
+            self.n += 1
+        self.close()
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+
+    def set_postfix(self, *args, **kwargs) -> None:
+        pass
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            seconds = self.clock.seconds
+            rate = f", {self.n / seconds:,.0f} {self.unit}/s" if seconds > 0 else ""
+            print(f"{self.desc}: {self.n:,} {self.unit} in {seconds:.1f} s{rate}", flush=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -1,5 +1,6 @@
 """common.datasets on small files written here in the real formats. No network, ever."""
 
+import dataclasses
 import hashlib
 
 import numpy as np
@@ -10,6 +11,13 @@ from common import datasets
 from common.errors import UserError
 
 from fakes import expected_images, small_mnist, write_cifar_archive, write_idx, write_idx_folder
+
+
+def serve_from(monkeypatch, key, url, md5=None):
+    """Point one entry of the download table at ``url`` (keeping the real checksum unless ``md5`` is given)."""
+    remote = datasets.sources.REMOTE_FILES[key]
+    monkeypatch.setitem(datasets.sources.REMOTE_FILES, key,
+                        dataclasses.replace(remote, url=url, md5=md5 or remote.md5))
 
 # ---------------------------------------------------------------------------
 # MNIST
@@ -188,8 +196,7 @@ def test_cifar10_download_checks_md5_and_extracts(tmp_path, monkeypatch, empty_k
     archive = tmp_path / "served" / "cifar-10-python.tar.gz"
     archive.parent.mkdir()
     write_cifar_archive(archive, np.random.default_rng(11))
-    monkeypatch.setattr(datasets, "CIFAR10_URL", archive.as_uri())
-    monkeypatch.setattr(datasets, "CIFAR10_MD5", hashlib.md5(archive.read_bytes()).hexdigest())
+    serve_from(monkeypatch, "cifar10", archive.as_uri(), md5=hashlib.md5(archive.read_bytes()).hexdigest())
     data = datasets.load_cifar10(data="real")
     assert len(data.x_train) == 100 and not data.is_standin
     assert (empty_keras_home / "datasets" / "cifar-10-python.tar.gz").is_file()
@@ -200,14 +207,14 @@ def test_cifar10_download_with_md5_mismatch_keeps_nothing(tmp_path, monkeypatch,
     archive = tmp_path / "served" / "cifar-10-python.tar.gz"
     archive.parent.mkdir()
     write_cifar_archive(archive, np.random.default_rng(12))
-    monkeypatch.setattr(datasets, "CIFAR10_URL", archive.as_uri())  # the real MD5 cannot match
+    serve_from(monkeypatch, "cifar10", archive.as_uri())  # the real MD5 cannot match
     with pytest.raises(UserError, match="arrived corrupt: md5"):
         datasets.load_cifar10(data="real")
-    assert not any((empty_keras_home / "datasets").iterdir())
+    assert not (empty_keras_home / "datasets").exists(), "a failed download left its folder behind"
     # auto falls back to the stand-in and says why.
     data = datasets.load_cifar10(data="auto", limit=100)
     assert data.is_standin and "arrived corrupt" in capsys.readouterr().out
-    assert not any(path.name.endswith("tar.gz") for path in (empty_keras_home / "datasets").iterdir())
+    assert not list(empty_keras_home.rglob("*.tar.gz"))
 
 
 def test_download_writes_only_complete_checked_files(tmp_path):

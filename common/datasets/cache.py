@@ -89,7 +89,7 @@ def fix_advice(path: str | os.PathLike, what: str = "a good copy") -> str:
         entry = cache_dir() / _top_entry(path)
         return (f"{entry} is in the cache and was written by this course: delete it "
                 "(python -m common.datasets cache --clean) and run again to download or rebuild it.")
-    return f"This is not a file this course wrote, so it is left alone: replace {path} with {what}."
+    return f"Replace {path} with {what}."
 
 
 @contextmanager
@@ -150,7 +150,7 @@ def clean_cache(names: list[str] | None = None) -> list[dict]:
                                 "python -m common.datasets cache lists what is there")
             if not entries[name]["own"]:
                 raise UserError(f"{cache_dir() / name} was not written by this course (Keras or you put it "
-                                "there), so cache --clean leaves it alone; delete it yourself if you mean to")
+                                "there), so cache --clean leaves it alone")
         chosen = [entries[name] for name in names]
     else:
         chosen = [entry for entry in entries.values() if entry["own"]]

@@ -122,6 +122,8 @@ def _download(url, destination: Path, md5, sha256, timeout) -> Path:
 
 def reason(error: BaseException) -> str:
     """The human part of an exception (``URLError.reason``, else its text, else its type)."""
+    if isinstance(error, urllib.error.HTTPError):
+        return f"HTTP {error.code} {error.reason}"
     cause = getattr(error, "reason", None)
     return str(cause if cause is not None else error) or type(error).__name__
 

@@ -191,7 +191,8 @@ def decode_images(paths: list[Path], description: str, shape=(32, 32, 3)) -> np.
             with Image.open(path) as image:
                 pixels = np.asarray(image.convert("RGB"))
         except (UnidentifiedImageError, OSError) as error:
-            raise UserError(f"{path} is not a readable image ({reason(error)}): remove or replace it") from None
+            raise UserError(f"{path} is not a readable image ({reason(error)}): replace it with a good copy, "
+                            "or move it out of the folder") from None
         if pixels.shape != tuple(shape):
             raise UserError(f"{path} is {pixels.shape[1]}x{pixels.shape[0]}: CIFAR-10 images are "
                             f"{shape[1]}x{shape[0]}")

@@ -146,21 +146,22 @@ def _problem(train_counts, test_counts, limit: int, global_batch: int | None) ->
     train_counts, test_counts = np.asarray(train_counts), np.asarray(test_counts)
     train_size, test_size = int(train_counts.sum()), int(test_counts.sum())
     if global_batch and min(limit, train_size) < global_batch:
-        return f"is smaller than one global batch ({global_batch} images)"
+        return f"it is smaller than one global batch ({global_batch} images)"
     if limit >= train_size:
         return None
     if allocate(train_counts, limit).min() < 1:
-        return f"would leave a class without a training image ({len(train_counts)} classes)"
+        return "it would leave a class without a training image"
     share = test_size_for(limit, train_size, test_size)
     if allocate(test_counts, share).min() < 1:
-        return (f"would leave a class without a test image (its test share is {share} image"
-                f"{'' if share == 1 else 's'} for {len(test_counts)} classes)")
+        plural = "" if share == 1 else "s"
+        return f"it would leave a class without a test image (its test share is {share} image{plural})"
     return None
 
 
 def _message(limit, name, problem, smallest, train_size, test_size, classes) -> str:
-    return (f"--limit {limit} {problem} in {name} ({train_size:,} training / {test_size:,} test images): "
-            f"the smallest accepted is --limit {smallest}; raise --limit to {smallest} or more.")
+    return (f"--limit {limit} is too small for {name} ({train_size:,} training / {test_size:,} test images, "
+            f"{classes} classes): {problem}. The smallest accepted is --limit {smallest}; raise --limit to "
+            f"{smallest} or more.")
 
 
 def _balanced(size: int, classes: int) -> np.ndarray:

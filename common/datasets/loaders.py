@@ -167,8 +167,8 @@ def _data_dir(data_dir) -> tuple[Path | None, str]:
 
 
 def _not_a_folder(flag: str, expected: str) -> UserError:
-    return UserError(f"{flag} is a file, not a folder: --data-dir (and LAB_DATA_DIR) must be a folder, in which "
-                     f"the loader looks for {expected}. Pass the folder that holds them.")
+    return UserError(f"{flag} is a file, not a folder: --data-dir (or LAB_DATA_DIR) must be the folder in which "
+                     f"to look for {expected}.")
 
 
 def _candidates(folder: Path) -> list[Path]:

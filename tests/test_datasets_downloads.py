@@ -141,7 +141,7 @@ def test_cache_lists_and_cleans_only_what_this_course_wrote(empty_keras_home, ca
     assert datasets_cli.main(["cache"]) == 0
     listing = capsys.readouterr().out
     assert folder.name in listing and "this course" in listing
-    assert "keras_download.npz" in listing and "not ours" in listing and "1.2 kB" in listing
+    assert "keras_download.npz" in listing and "not ours" in listing and "1.2 KiB" in listing
     assert datasets_cli.main(["cache", "--clean", "keras_download.npz"]) == 2
     assert "not written by this course" in capsys.readouterr().err
     assert datasets_cli.main(["cache", "--clean"]) == 0

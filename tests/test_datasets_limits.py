@@ -123,3 +123,25 @@ def test_cifar10_batches_limit_on_the_standin():
     assert batches.is_standin and batches.limit == 300
     with pytest.raises(UserError, match="--limit 3 is too small"):
         datasets.cifar10_batches(data="standin", limit=3)
+
+
+def test_cifar10_batches_limit_on_an_image_folder_writes_only_the_subset(tmp_path, empty_keras_home):
+    from PIL import Image
+
+    rng = np.random.default_rng(3)
+    for split, count in (("train", 10), ("test", 2)):
+        for name in ("cat", "dog", "eel", "fox", "gnu"):
+            (tmp_path / split / name).mkdir(parents=True)
+            for index in range(count):
+                Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(
+                    tmp_path / split / name / f"{index}.png")
+    batches = datasets.cifar10_batches(data="real", data_dir=tmp_path, limit=25, seed=1)
+    arrays = datasets.load_cifar10(data="real", data_dir=tmp_path, limit=25, seed=1)
+    rows = np.concatenate([datasets.read_cifar10_batch(path)[0] for path in batches.train_files])
+    np.testing.assert_array_equal(datasets.rows_to_images(rows), arrays.x_train)
+    cache = empty_keras_home / "datasets"
+    written = [path for path in cache.iterdir() if not path.name.startswith(".")]
+    assert len(written) == 2  # the decoded .npz and the subset, no full copy of the batches
+    assert len(list(cache.glob("cifar10-from-images-*.npz"))) == len(list(cache.glob("*-limit25-seed1-*"))) == 1
+    # A limit that covers everything is the full set.
+    assert datasets.cifar10_batches(data="real", data_dir=tmp_path, limit=10**6).limit is None

@@ -183,11 +183,11 @@ def _size(path: Path) -> int:
 
 
 def human_size(size: int) -> str:
-    """``177,012,345`` -> ``"177.0 MB"`` (decimal units, as ``du --si``)."""
-    for unit in ("B", "kB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
+    """``185_000_000`` -> ``"176.4 MiB"`` (binary units, as ``du -h`` counts)."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
+        size /= 1024
     raise AssertionError("unreachable")
 
 

@@ -116,37 +116,50 @@ def cifar10_batches(
     the cache as ``cifar-10-batches-py-limit<N>-seed<S>-<key>/``.
     """
     _check_choice("data", data, DATA_CHOICES)
+    folder, _ = _data_dir(data_dir) if data != "standin" else (None, "")
+    if limit is not None and folder is not None and folder.is_dir() and formats.is_image_folder(folder):
+        # Straight from the decoded arrays: no need for a full batches folder first.
+        limited = _limited_batches(cache.cifar10_from_image_folder(folder), limit, seed, cache.folder_key(folder))
+        if limited is not None:
+            return limited
     found, reason = _real_or_why_not(data, lambda: _find_or_download_cifar10_batches(data_dir),
                                      _cifar10_instructions)
     if found is not None:
-        return found if limit is None else _limited_batches(found, limit, seed)
+        if limit is None:
+            return found
+        limited = _limited_batches(_cifar10_from_batches(found), limit, seed, cache.folder_key(found.path))
+        return limited or found
     splits = standins.make_cifar10_standin(seed=seed)
     standins.announce_standin("cifar10", splits.source, reason)
     # Keyed by the generated pixels, so a changed generator never meets old batches.
-    fingerprint = hashlib.sha256(splits.x_train[:256].tobytes() + splits.x_test[:256].tobytes()).hexdigest()[:12]
-    subset = splits.subset(limit, seed)
-    if subset is splits:
-        folder = cache.cache_dir() / f"{CIFAR10_FOLDER}-standin-seed{seed}-{fingerprint}"
-    else:
-        folder = cache.cache_dir() / f"{CIFAR10_FOLDER}-limit{limit}-seed{seed}-standin-{fingerprint}"
+    limited = None if limit is None else _limited_batches(splits, limit, seed, f"standin-{_fingerprint(splits)}")
+    if limited is not None:
+        return limited
+    folder = cache.cache_dir() / f"{CIFAR10_FOLDER}-standin-seed{seed}-{_fingerprint(splits)}"
     if not folder.is_dir():
-        formats.write_cifar10_batches(subset, folder)
+        formats.write_cifar10_batches(splits, folder)
         cache.register(folder)
-    return CifarBatches(folder, splits.class_names, splits.source, True, subset.limit)
+    return CifarBatches(folder, splits.class_names, splits.source, True)
 
 
-def _limited_batches(batches: CifarBatches, limit: int, seed: int) -> CifarBatches:
-    """The stratified ``--limit`` subset of ``batches``, as batch files of its own in the cache."""
-    full = _cifar10_from_batches(batches)
+def _fingerprint(splits: ImageSplits) -> str:
+    return hashlib.sha256(splits.x_train[:256].tobytes() + splits.x_test[:256].tobytes()).hexdigest()[:12]
+
+
+def _limited_batches(full: ImageSplits, limit: int, seed: int, key: str) -> CifarBatches | None:
+    """The stratified ``--limit`` subset of ``full``, as batch files of its own in the cache.
+
+    ``None`` when the limit covers the whole training set (use the full files).
+    """
     subset = full.subset(limit, seed)
     if subset is full:
-        return batches
-    folder = cache.cache_dir() / f"{CIFAR10_FOLDER}-limit{limit}-seed{seed}-{cache.folder_key(batches.path)}"
+        return None
+    folder = cache.cache_dir() / f"{CIFAR10_FOLDER}-limit{limit}-seed{seed}-{key}"
     if not (folder / CIFAR10_TEST_BATCH).is_file():
         formats.write_cifar10_batches(subset, folder)
         cache.register(folder)
-    return CifarBatches(folder, batches.class_names, f"{batches.source}, --limit {limit} (seed {seed})",
-                        batches.is_standin, limit)
+    return CifarBatches(folder, full.class_names, f"{full.source}, --limit {limit} (seed {seed})",
+                        full.is_standin, limit)
 
 
 # --- Where --data-dir points ------------------------------------------------------------------

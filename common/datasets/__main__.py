@@ -1,9 +1,12 @@
-"""``python -m common.datasets``: list and clean the data cache, or fetch every dataset into one folder.
+"""python -m common.datasets: list and clean the data cache, or fetch every dataset into one folder.
 
     python -m common.datasets cache                 list the cache, with sizes
     python -m common.datasets cache --clean         remove everything this course wrote there
     python -m common.datasets cache --clean NAME..  remove those entries only
     python -m common.datasets fetch DIR [--weights] download and check every dataset (and the weights)
+
+The cache is $KERAS_HOME/datasets (default ~/.keras/datasets). LAB_DATA_MIRROR=http://host/path/
+makes every download come from that server; see README: Data.
 """
 
 from __future__ import annotations

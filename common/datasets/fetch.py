@@ -57,9 +57,9 @@ def fetch_all(folder: str | os.PathLike, weights: bool = False) -> list[dict]:
         results.append({"path": target, "bytes": target.stat().st_size, "status": status})
         print(f"{status:>32}  {remote.path}", flush=True)
     if failures:
+        kept = "The others are complete and checked; run" if results else "Run"
         raise UserError(f"fetch could not get {len(failures)} of {len(keys)} files into {folder}:\n  "
-                        + "\n  ".join(failures)
-                        + "\nThe others are complete and checked; run the same command again to retry.")
+                        + "\n  ".join(failures) + f"\n{kept} the same command again to retry.")
     return results
 
 

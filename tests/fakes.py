@@ -1,8 +1,13 @@
 """Small files in the real formats of MNIST and CIFAR-10, written independently of the code under test."""
 
+import contextlib
 import gzip
+import hashlib
+import http.server
 import pickle
+import shutil
 import tarfile
+import threading
 
 import numpy as np
 
@@ -67,3 +72,59 @@ def write_cifar_archive(path, rng, per_batch=20, truncate_to=None):
 
 def expected_images(rows):
     return np.asarray(rows).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+
+
+def write_mnist_npz(path, arrays):
+    """``mnist.npz`` as Keras ships it: x_train, y_train, x_test, y_test."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as handle:
+        np.savez(handle, x_train=arrays[0], y_train=arrays[1], x_test=arrays[2], y_test=arrays[3])
+
+
+def write_fetch_folder(folder, rng):
+    """A miniature of what ``python -m common.datasets fetch DIR --weights`` downloads, in its layout.
+
+    Returns ``{relative path: md5}`` of every file written.
+    """
+    write_mnist_npz(folder / "datasets" / "mnist.npz", small_mnist(rng))
+    write_idx_folder(folder / "datasets" / "fashion-mnist", small_mnist(rng))
+    (folder / "datasets").mkdir(parents=True, exist_ok=True)
+    write_cifar_archive(folder / "datasets" / "cifar-10-python.tar.gz", rng)
+    shutil.rmtree(folder / "datasets" / "build")
+    (folder / "models").mkdir()
+    for name in ("vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                 "weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5"):
+        (folder / "models" / name).write_bytes(b"\x89HDF\r\n\x1a\n" + rng.bytes(3000))  # an HDF5 signature
+    return {path.relative_to(folder).as_posix(): hashlib.md5(path.read_bytes()).hexdigest()
+            for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+@contextlib.contextmanager
+def serve_folder(folder, on_request=None):
+    """Serve ``folder`` over HTTP on 127.0.0.1 at a free port, in a thread; yields the base URL.
+
+    ``on_request(path)``, when given, runs in the server thread after the headers of
+    a response went out and before its body does (to look at the client's side mid-transfer).
+    """
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, directory=str(folder), **kwargs)
+
+        def end_headers(self):
+            super().end_headers()
+            if on_request is not None:
+                self.wfile.flush()
+                on_request(self.path)
+
+        def log_message(self, *args):  # keep the test output clean
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)

@@ -1,5 +1,6 @@
 """common.datasets on small files written here in the real formats. No network, ever."""
 
+import dataclasses
 import hashlib
 
 import numpy as np
@@ -10,6 +11,13 @@ from common import datasets
 from common.errors import UserError
 
 from fakes import expected_images, small_mnist, write_cifar_archive, write_idx, write_idx_folder
+
+
+def serve_from(monkeypatch, key, url, md5=None):
+    """Point one entry of the download table at ``url`` (keeping the real checksum unless ``md5`` is given)."""
+    remote = datasets.sources.REMOTE_FILES[key]
+    monkeypatch.setitem(datasets.sources.REMOTE_FILES, key,
+                        dataclasses.replace(remote, url=url, md5=md5 or remote.md5))
 
 # ---------------------------------------------------------------------------
 # MNIST
@@ -188,8 +196,7 @@ def test_cifar10_download_checks_md5_and_extracts(tmp_path, monkeypatch, empty_k
     archive = tmp_path / "served" / "cifar-10-python.tar.gz"
     archive.parent.mkdir()
     write_cifar_archive(archive, np.random.default_rng(11))
-    monkeypatch.setattr(datasets, "CIFAR10_URL", archive.as_uri())
-    monkeypatch.setattr(datasets, "CIFAR10_MD5", hashlib.md5(archive.read_bytes()).hexdigest())
+    serve_from(monkeypatch, "cifar10", archive.as_uri(), md5=hashlib.md5(archive.read_bytes()).hexdigest())
     data = datasets.load_cifar10(data="real")
     assert len(data.x_train) == 100 and not data.is_standin
     assert (empty_keras_home / "datasets" / "cifar-10-python.tar.gz").is_file()
@@ -200,14 +207,14 @@ def test_cifar10_download_with_md5_mismatch_keeps_nothing(tmp_path, monkeypatch,
     archive = tmp_path / "served" / "cifar-10-python.tar.gz"
     archive.parent.mkdir()
     write_cifar_archive(archive, np.random.default_rng(12))
-    monkeypatch.setattr(datasets, "CIFAR10_URL", archive.as_uri())  # the real MD5 cannot match
+    serve_from(monkeypatch, "cifar10", archive.as_uri())  # the real MD5 cannot match
     with pytest.raises(UserError, match="arrived corrupt: md5"):
         datasets.load_cifar10(data="real")
-    assert not any((empty_keras_home / "datasets").iterdir())
+    assert not (empty_keras_home / "datasets").exists(), "a failed download left its folder behind"
     # auto falls back to the stand-in and says why.
     data = datasets.load_cifar10(data="auto", limit=100)
     assert data.is_standin and "arrived corrupt" in capsys.readouterr().out
-    assert not any(path.name.endswith("tar.gz") for path in (empty_keras_home / "datasets").iterdir())
+    assert not list(empty_keras_home.rglob("*.tar.gz"))
 
 
 def test_download_writes_only_complete_checked_files(tmp_path):
@@ -300,3 +307,78 @@ def test_corrupt_batch_file_is_named(tmp_path):
     (tmp_path / "data_batch_1").write_bytes(b"not a pickle")
     with pytest.raises(UserError, match="data_batch_1 is not a CIFAR-10 python batch"):
         datasets.read_cifar10_batch(tmp_path / "data_batch_1")
+
+
+# ---------------------------------------------------------------------------
+# Where --data-dir points, and whose file a bad one is
+
+
+@pytest.mark.parametrize("loader", ["mnist", "fashion_mnist", "cifar10"])
+def test_data_dir_that_is_a_file_says_it_must_be_a_folder(tmp_path, loader):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my own notes\n")
+    with pytest.raises(UserError) as raised:
+        if loader == "cifar10":
+            datasets.load_cifar10(data_dir=notes)
+        else:
+            datasets.load_mnist(data_dir=notes, dataset=loader)
+    message = str(raised.value)
+    assert "is a file, not a folder" in message and "must be the folder" in message
+    assert ("cifar-10-python.tar.gz" if loader == "cifar10" else "train-images-idx3-ubyte.gz") in message
+    assert "delete" not in message.lower()
+    assert notes.read_text() == "my own notes\n"
+
+
+def test_data_dir_may_be_the_archive_itself(tmp_path):
+    write_cifar_archive(tmp_path / "cifar-10-python.tar.gz", np.random.default_rng(20))
+    assert len(datasets.load_cifar10(data="real", data_dir=tmp_path / "cifar-10-python.tar.gz").x_train) == 100
+
+
+def test_a_bad_file_of_the_users_is_never_to_be_deleted(tmp_path):
+    write_cifar_archive(tmp_path / "cifar-10-python.tar.gz", np.random.default_rng(21), truncate_to=0.6)
+    with pytest.raises(UserError) as raised:
+        datasets.load_cifar10(data="real", data_dir=tmp_path)
+    message = str(raised.value)
+    assert "truncated or corrupt" in message and "delete" not in message.lower()
+    assert "Replace" in message and "c58f30108f718f92721af3b95e74349a" in message
+    (tmp_path / "mnist.npz").write_bytes(b"not an npz")
+    with pytest.raises(UserError) as raised:
+        datasets.load_mnist(data="real", data_dir=tmp_path)
+    assert "not a readable MNIST .npz" in str(raised.value) and "delete" not in str(raised.value).lower()
+
+
+def test_a_bad_file_this_course_wrote_may_be_deleted(empty_keras_home):
+    cached = empty_keras_home / "datasets" / "mnist.npz"
+    cached.parent.mkdir()
+    cached.write_bytes(b"cut short")
+    with pytest.raises(UserError) as raised:  # put there by someone else: left alone
+        datasets.load_mnist(data="real")
+    assert "delete" not in str(raised.value).lower()
+    datasets.register(cached)  # as the download does
+    with pytest.raises(UserError, match=r"written by this course: delete it"):
+        datasets.load_mnist(data="real")
+
+
+def test_lab_data_dir_is_honoured(tmp_path, monkeypatch):
+    write_idx_folder(tmp_path / "fashion-mnist", small_mnist(np.random.default_rng(22)))
+    monkeypatch.setenv("LAB_DATA_DIR", str(tmp_path))
+    data = datasets.load_mnist(data="real", dataset="fashion_mnist")
+    assert str(tmp_path / "fashion-mnist") in data.source
+    with pytest.raises(UserError, match=r"LAB_DATA_DIR=.* holds no mnist files"):
+        datasets.load_mnist(data="real")
+    monkeypatch.setenv("LAB_DATA_DIR", str(tmp_path / "absent"))
+    with pytest.raises(UserError, match="LAB_DATA_DIR=.*absent does not exist"):
+        datasets.load_cifar10()
+
+
+def test_first_run_on_an_image_folder_says_it_decodes_once(tmp_path, empty_keras_home, capsys):
+    for split in ("train", "test"):
+        for name in ("cat", "dog"):
+            (tmp_path / split / name).mkdir(parents=True)
+            Image.new("RGB", (32, 32), (10, 20, 30)).save(tmp_path / split / name / "0.jpg")
+    datasets.load_cifar10(data="real", data_dir=tmp_path)
+    output = capsys.readouterr().out
+    cached = next((empty_keras_home / "datasets").glob("cifar10-from-images-*.npz"))
+    assert f"decoding the 4 image files in {tmp_path} once; later runs reuse the cache at {cached}" in output
+    datasets.load_cifar10(data="real", data_dir=tmp_path)
+    assert "decoding" not in capsys.readouterr().out

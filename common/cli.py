@@ -14,11 +14,16 @@ defaults are used, so the same file runs as a notebook.
 from __future__ import annotations
 
 import argparse
+import importlib.abc
+import importlib.util
 import os
 import random
+import re
 import shlex
 import sys
+import tempfile
 import textwrap
+from contextlib import contextmanager
 from pathlib import Path
 
 from common.datasets import DATA_CHOICES
@@ -160,11 +165,98 @@ def install_error_handler() -> None:
 
 
 def quiet_tensorflow() -> None:
-    """Hide TensorFlow's C++ start-up chatter (CUDA probing, oneDNN notes).
+    """Hide TensorFlow's start-up lines (absl, oneDNN, CUDA stub, CPU features); keep its errors.
 
-    Must run before ``import tensorflow``; real warnings and errors still show.
+    Call it at the top of a script, before anything imports TensorFlow. It sets
+    ``TF_CPP_MIN_LOG_LEVEL=2`` and installs a one-shot import hook: the first
+    ``import tensorflow`` (also the one inside ``import keras``) runs with file
+    descriptor 2 sent to a temporary file, because TensorFlow's C++ libraries
+    write their start-up notices there before ``TF_CPP_MIN_LOG_LEVEL`` is read.
+    Afterwards the captured lines are replayed to stderr, less the known
+    notices (see :data:`STARTUP_NOISE`); if the import fails, all of them are,
+    so the reason is never hidden. Lines TensorFlow writes later (the CUDA probe
+    at first device use, real warnings and errors) are not touched.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if "tensorflow" in sys.modules or any(isinstance(finder, _QuietImport) for finder in sys.meta_path):
+        return
+    sys.meta_path.insert(0, _QuietImport())
+
+
+# Start-up notices TensorFlow 2.16-2.21 writes while it is imported: informational
+# (I...) lines, absl's note that it logs to stderr, and the CPU-feature line's second
+# line. Anything else captured during the import (a warning, an error) is replayed.
+STARTUP_NOISE = re.compile(
+    r"^(I\d{4} |WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
+    r"|To enable the following instructions: .* rebuild TensorFlow with the appropriate compiler flags\.)"
+)
+
+
+class _QuietImport(importlib.abc.MetaPathFinder):
+    """Finds ``tensorflow`` once and wraps its loading in :func:`_stderr_to_file`."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != "tensorflow":
+            return None
+        sys.meta_path[:] = [finder for finder in sys.meta_path if finder is not self]  # one shot
+        spec = importlib.util.find_spec(fullname)
+        if spec is None or spec.loader is None:
+            return spec
+        spec.loader = _QuietLoader(spec.loader)
+        return spec
+
+
+class _QuietLoader(importlib.abc.Loader):
+    def __init__(self, loader) -> None:
+        self.loader = loader
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module):
+        with _stderr_to_file() as captured:
+            try:
+                self.loader.exec_module(module)
+            except BaseException:
+                captured.replay_all = True
+                raise
+
+    def __getattr__(self, name):  # get_resource_reader, is_package, ... from the real loader
+        return getattr(self.loader, name)
+
+
+class _Captured:
+    replay_all = False
+
+
+@contextmanager
+def _stderr_to_file():
+    """Send file descriptor 2 to a temporary file; replay what is not start-up noise afterwards."""
+    captured = _Captured()
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no usable fd 2 (an embedded interpreter): do nothing
+        yield captured
+        return
+    with tempfile.TemporaryFile(mode="w+b") as temporary:
+        os.dup2(temporary.fileno(), 2)
+        try:
+            yield captured
+        finally:
+            try:
+                sys.stderr.flush()
+            except (OSError, ValueError):
+                pass
+            os.dup2(saved, 2)
+            os.close(saved)
+            temporary.seek(0)
+            text = temporary.read().decode("utf-8", errors="replace")
+            kept = [line for line in text.splitlines(keepends=True)
+                    if captured.replay_all or not STARTUP_NOISE.match(line)]
+            if kept:
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()
 
 
 def positive_int(text: str) -> int:

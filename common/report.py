@@ -68,12 +68,21 @@ def write_json(path: str | os.PathLike, data: Any) -> Path:
 
 
 def save_figure(figure, path: str | os.PathLike, dpi: int = 120) -> Path:
-    """Save a matplotlib figure as PNG atomically and close it."""
+    """Save a matplotlib figure as PNG atomically, show it under Jupyter, and close it.
+
+    Under Jupyter the figure is displayed inline (once: a figure the notebook
+    already showed at the end of an earlier cell is not shown again), so a
+    notebook shows what the script saves.
+    """
     import matplotlib.pyplot as plt
 
     path = Path(path)
     with atomic_path(path) as temporary:
         figure.savefig(temporary, format="png", dpi=dpi, bbox_inches="tight")
+    if _running_in_jupyter() and plt.fignum_exists(figure.number):
+        from IPython.display import display
+
+        display(figure)
     plt.close(figure)
     return path
 

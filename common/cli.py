@@ -4,11 +4,12 @@ Usage in a script::
 
     parser = cli.make_parser(__doc__, epochs=5, batch_size=32, out="outputs/lab01")
     parser.add_argument("--dataset", choices=["mnist", "fashion_mnist"], default="mnist")
-    config = cli.parse(parser)
+    config = cli.parse(parser, ARGS)
 
 ``config`` is an ``argparse.Namespace`` whose ``out`` is a ``pathlib.Path`` that
 exists. Inside Jupyter (where ``sys.argv`` holds the kernel's own arguments) the
-defaults are used, so the same file runs as a notebook.
+flags come from ``ARGS``, the script's parameters cell, so the same file runs as a
+notebook. :func:`quiet_tensorflow` hides TensorFlow's start-up lines.
 """
 
 from __future__ import annotations
@@ -138,7 +139,13 @@ def parse(parser: argparse.ArgumentParser, notebook_args: str = "",
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and (if imported) TensorFlow/Keras."""
+    """Seed Python, NumPy and TensorFlow/Keras.
+
+    TensorFlow, if not imported yet, is seeded as soon as it is (when
+    :func:`quiet_tensorflow` installed its import hook), so a script can import it
+    after parsing its flags without seeding again.
+    """
+    global _pending_seed
     random.seed(seed)
     import numpy as np
 
@@ -147,6 +154,12 @@ def seed_everything(seed: int) -> None:
         import keras
 
         keras.utils.set_random_seed(seed)
+        _pending_seed = None
+    else:
+        _pending_seed = seed
+
+
+_pending_seed: int | None = None
 
 
 def install_error_handler() -> None:
@@ -220,6 +233,8 @@ class _QuietLoader(importlib.abc.Loader):
             except BaseException:
                 captured.replay_all = True
                 raise
+        if _pending_seed is not None:  # flags were parsed before TensorFlow loaded
+            module.random.set_seed(_pending_seed)
 
     def __getattr__(self, name):  # get_resource_reader, is_package, ... from the real loader
         return getattr(self.loader, name)
@@ -267,6 +282,17 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive whole number, got {value}")
+    return value
+
+
+def rate(text: str) -> float:
+    """argparse ``type=`` for a rate from 0 up to, not including, 1 (dropout, for example)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 up to 1, got {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"expected a rate from 0 up to, not including, 1, got {value}")
     return value
 
 

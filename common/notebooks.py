@@ -11,7 +11,9 @@ notebook opens with
    runs from the repository's folder, so outputs land where the script's would;
 
 and then has the script's own cells, outputs stripped. The ``ARGS`` parameters
-cell keeps its ``parameters`` tag (papermill's convention).
+cell keeps its ``parameters`` tag (papermill's convention). A cell that ends with a
+``run.<method>(...)`` call gets a ``;`` after it, so Jupyter does not echo its
+return value (a path, the summary line already printed).
 
 Usage::
 
@@ -110,7 +112,7 @@ def notebook_for(script: str | Path) -> nbformat.NotebookNode:
         if cell.cell_type == "markdown":
             new.cells.append(nbformat.v4.new_markdown_cell(cell.source, metadata=metadata))
         else:
-            new.cells.append(nbformat.v4.new_code_cell(cell.source, metadata=metadata))
+            new.cells.append(nbformat.v4.new_code_cell(_quiet_last_call(cell.source), metadata=metadata))
     for index, cell in enumerate(new.cells):
         cell.id = f"{script.stem.replace('_', '-')}-{index}"  # stable ids: regenerating changes nothing
     new.metadata = {
@@ -131,6 +133,28 @@ def _split_docstring(source: str) -> tuple[str | None, str]:
         return None, source
     lines = source.splitlines()
     return body[0].value.value, "\n".join(lines[body[0].end_lineno:])
+
+
+def _quiet_last_call(source: str) -> str:
+    """Add ``;`` after a cell's last statement when it is a ``run.<method>(...)`` call.
+
+    Jupyter shows the value of a cell's last expression: ``run.save_figure`` returns
+    the figure's path and ``run.finish`` the summary line it already printed. The
+    semicolon keeps that echo out of the notebook.
+    """
+    try:
+        body = ast.parse(source).body
+    except SyntaxError:
+        return source
+    last = body[-1] if body else None
+    if not (isinstance(last, ast.Expr) and isinstance(last.value, ast.Call)
+            and isinstance(last.value.func, ast.Attribute) and isinstance(last.value.func.value, ast.Name)
+            and last.value.func.value.id == "run"):
+        return source
+    lines = source.splitlines()
+    end = last.end_lineno - 1
+    lines[end] = lines[end][:last.end_col_offset] + ";" + lines[end][last.end_col_offset:]
+    return "\n".join(lines)
 
 
 def notebook_path(script: str, repository: Path = REPOSITORY) -> Path:

@@ -33,9 +33,9 @@ parser.add_argument("--dropout", type=cli.rate, default=0.5,
 config = cli.parse(parser, ARGS)
 run = report.Run(config, "lab01")
 
-import numpy as np  # noqa: E402 (after the flags: --help answers at once)
+import numpy as np  # after the flags, so --help answers at once
 
-from common import datasets, models, plots, training  # noqa: E402 (imports TensorFlow)
+from common import datasets, models, plots, training  # these import TensorFlow
 
 # %% [markdown]
 # ## Load and normalise the data

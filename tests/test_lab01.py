@@ -35,6 +35,7 @@ def start(*arguments):
     return subprocess.Popen(
         [sys.executable, "lab01_mnist.py", *arguments], cwd=REPO_ROOT, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True, start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as in a terminal, also under nohup
     )
 
 

@@ -4,9 +4,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from common import plots  # noqa: E402
+from common import plots
 
 
 def one_epoch():

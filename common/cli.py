@@ -206,27 +206,32 @@ STARTUP_NOISE = re.compile(
 
 
 class _QuietImport(importlib.abc.MetaPathFinder):
-    """Finds ``tensorflow`` once and wraps its loading in :func:`_stderr_to_file`."""
+    """Finds ``tensorflow`` and wraps its loading in :func:`_stderr_to_file`; gone once it loaded."""
 
     def find_spec(self, fullname, path=None, target=None):
         if fullname != "tensorflow":
             return None
-        sys.meta_path[:] = [finder for finder in sys.meta_path if finder is not self]  # one shot
-        spec = importlib.util.find_spec(fullname)
-        if spec is None or spec.loader is None:
-            return spec
-        spec.loader = _QuietLoader(spec.loader)
-        return spec
+        for finder in sys.meta_path:  # the finders that would have found it
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None:
+                if spec.loader is not None:
+                    spec.loader = _QuietLoader(spec.loader, self)
+                return spec
+        return None
 
 
 class _QuietLoader(importlib.abc.Loader):
-    def __init__(self, loader) -> None:
+    def __init__(self, loader, finder: _QuietImport) -> None:
         self.loader = loader
+        self.finder = finder
 
     def create_module(self, spec):
         return self.loader.create_module(spec)
 
     def exec_module(self, module):
+        sys.meta_path[:] = [finder for finder in sys.meta_path if finder is not self.finder]  # one shot
         with _stderr_to_file() as captured:
             try:
                 self.loader.exec_module(module)

@@ -219,7 +219,8 @@ class Run:
         self.state.update(status="running", pid=os.getpid(), started=time.strftime("%Y-%m-%d %H:%M:%S"))
         self._save_state()
         self._write_status_metrics("running")
-        if not _running_in_jupyter():
+        self._handles_signals = not _running_in_jupyter()
+        if self._handles_signals:
             _install_interrupt_handlers(self)
 
     # -- outputs ------------------------------------------------------------
@@ -322,6 +323,8 @@ class Run:
         self.state["status"] = "complete"
         self.state["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
         self._save_state()
+        if self._handles_signals:  # from now on an interrupt must not mark the run interrupted
+            _exit_quietly_on_interrupt(self)
         shutil.rmtree(self.out / RESUME_FOLDER, ignore_errors=True)
         title = self.script + (" (stand-in data)" if standin else "")
         line = summary_line(title, **summary, total_s=total_seconds)
@@ -430,6 +433,21 @@ def _install_interrupt_handlers(run: Run) -> None:
         previous_hook(exc_type, exc, tb)
 
     sys.excepthook = hook
+
+
+def _exit_quietly_on_interrupt(run: Run) -> None:
+    """After :meth:`Run.finish`: Ctrl-C / SIGTERM during the interpreter's (slow) teardown
+    says that the outputs are complete and exits 130 / 143, instead of dying mid-teardown."""
+    import signal
+
+    def handler(signum, frame):
+        what = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
+        print(f"\n{run.script}: {what} after the run had finished: its outputs in {run.out} are complete.",
+              file=sys.stderr, flush=True)
+        os._exit(143 if signum == signal.SIGTERM else 130)
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
 
 
 class _Terminated(BaseException):

@@ -472,9 +472,16 @@ def keras_verbose() -> str | int:
 def progress(iterable=None, *, total: int | None = None, desc: str | None = None, unit: str = "it"):
     """``tqdm`` on a terminal or in a notebook; in a log file, one line when the loop ends.
 
-    Returns a tqdm bar (usable as an iterable or with ``update(n)``).
+    Returns a tqdm bar (usable as an iterable or with ``update(n)``): a widget in a
+    notebook when ipywidgets is installed, else tqdm's text bar (which notebooks show
+    as well), without tqdm's "IProgress not found" warning.
     """
-    from tqdm.auto import tqdm
+    import importlib.util
+
+    if _running_in_jupyter() and importlib.util.find_spec("ipywidgets") is not None:
+        from tqdm.notebook import tqdm
+    else:
+        from tqdm import tqdm
 
     if interactive():
         return tqdm(iterable, total=total, desc=desc, unit=unit)

@@ -44,3 +44,16 @@ def test_progress_on_a_terminal_is_a_tqdm_bar(monkeypatch):
     bar = report.progress(range(3), desc="x")
     assert type(bar).__module__.startswith("tqdm")
     bar.close()
+
+
+def test_progress_in_a_notebook_without_ipywidgets_is_a_text_bar_without_a_warning(monkeypatch, recwarn):
+    import importlib.util
+
+    monkeypatch.setitem(sys.modules, "ipykernel", sys.modules.get("ipykernel") or object())
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *args: None if name == "ipywidgets" else real_find_spec(name, *args))
+    bar = report.progress(range(3), desc="x", unit="images")
+    assert type(bar).__module__ == "tqdm.std"
+    bar.close()
+    assert not [warning for warning in recwarn if "IProgress" in str(warning.message)]

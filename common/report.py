@@ -79,7 +79,8 @@ def save_figure(figure, path: str | os.PathLike, dpi: int = 120) -> Path:
     path = Path(path)
     with atomic_path(path) as temporary:
         figure.savefig(temporary, format="png", dpi=dpi, bbox_inches="tight")
-    if _running_in_jupyter() and plt.fignum_exists(figure.number):
+    number = getattr(figure, "number", None)  # None: a Figure made without pyplot, never shown yet
+    if _running_in_jupyter() and (number is None or plt.fignum_exists(number)):
         from IPython.display import display
 
         display(figure)

@@ -223,6 +223,8 @@ class Run:
         self._handles_signals = not _running_in_jupyter()
         if self._handles_signals:
             _install_interrupt_handlers(self)
+        else:
+            _mark_stopped_cells(self)
 
     # -- outputs ------------------------------------------------------------
     def path(self, name: str) -> Path:
@@ -434,6 +436,34 @@ def _install_interrupt_handlers(run: Run) -> None:
         previous_hook(exc_type, exc, tb)
 
     sys.excepthook = hook
+
+
+def _mark_stopped_cells(run: Run) -> None:
+    """Under Jupyter: when a cell stops with an error (the kernel's interrupt included), mark the
+    run interrupted or failed, as the script's handlers would; signals stay the kernel's."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is None:
+        return
+
+    def after_cell(result) -> None:
+        error = getattr(result, "error_in_exec", None)
+        if run.state.get("status") != "running":
+            shell.events.unregister("post_run_cell", after_cell)
+        elif error is not None:
+            part = f" during {run.current_part}" if run.current_part else ""
+            if isinstance(error, KeyboardInterrupt):
+                run.stop("interrupted", f"kernel interrupted{part}")
+                print(f"{run.script}: interrupted{part}; run all cells again to resume "
+                      f"(finished parts are kept in {run.out}).", file=sys.stderr)
+            else:
+                run.stop("failed", f"{type(error).__name__}: {error}")
+            shell.events.unregister("post_run_cell", after_cell)
+
+    shell.events.register("post_run_cell", after_cell)
 
 
 def _exit_quietly_on_interrupt(run: Run) -> None:

@@ -242,6 +242,8 @@ class _QuietLoader(importlib.abc.Loader):
             module.random.set_seed(_pending_seed)
 
     def __getattr__(self, name):  # get_resource_reader, is_package, ... from the real loader
+        if name in ("loader", "finder"):  # not set yet (a copy in the making): no recursion
+            raise AttributeError(name)
         return getattr(self.loader, name)
 
 

@@ -110,8 +110,8 @@ models.mnist_convolutional_base(input_shape=train_images.shape[1:]).summary()
 # ensemble-like regulariser) lead to the 10-way softmax: 93,322 parameters in all.
 #
 # ### Compile and train the model
-# Below the training curves: test digits with the CNN's predictions (red: wrong;
-# many of the mistakes are digits a person would hesitate over too).
+# Then test digits with the CNN's predictions (red: wrong; many of the mistakes are
+# digits a person would hesitate over too).
 
 # %%
 cnn = run.finished("cnn")

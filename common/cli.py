@@ -4,21 +4,27 @@ Usage in a script::
 
     parser = cli.make_parser(__doc__, epochs=5, batch_size=32, out="outputs/lab01")
     parser.add_argument("--dataset", choices=["mnist", "fashion_mnist"], default="mnist")
-    config = cli.parse(parser)
+    config = cli.parse(parser, ARGS)
 
 ``config`` is an ``argparse.Namespace`` whose ``out`` is a ``pathlib.Path`` that
 exists. Inside Jupyter (where ``sys.argv`` holds the kernel's own arguments) the
-defaults are used, so the same file runs as a notebook.
+flags come from ``ARGS``, the script's parameters cell, so the same file runs as a
+notebook. :func:`quiet_tensorflow` hides TensorFlow's start-up lines.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.abc
+import importlib.util
 import os
 import random
+import re
 import shlex
 import sys
+import tempfile
 import textwrap
+from contextlib import contextmanager
 from pathlib import Path
 
 from common.datasets import DATA_CHOICES
@@ -133,7 +139,13 @@ def parse(parser: argparse.ArgumentParser, notebook_args: str = "",
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and (if imported) TensorFlow/Keras."""
+    """Seed Python, NumPy and TensorFlow/Keras.
+
+    TensorFlow, if not imported yet, is seeded as soon as it is (when
+    :func:`quiet_tensorflow` installed its import hook), so a script can import it
+    after parsing its flags without seeding again.
+    """
+    global _pending_seed
     random.seed(seed)
     import numpy as np
 
@@ -142,6 +154,12 @@ def seed_everything(seed: int) -> None:
         import keras
 
         keras.utils.set_random_seed(seed)
+        _pending_seed = None
+    else:
+        _pending_seed = seed
+
+
+_pending_seed: int | None = None
 
 
 def install_error_handler() -> None:
@@ -160,11 +178,107 @@ def install_error_handler() -> None:
 
 
 def quiet_tensorflow() -> None:
-    """Hide TensorFlow's C++ start-up chatter (CUDA probing, oneDNN notes).
+    """Hide TensorFlow's start-up lines (absl, oneDNN, CUDA stub, CPU features); keep its errors.
 
-    Must run before ``import tensorflow``; real warnings and errors still show.
+    Call it at the top of a script, before anything imports TensorFlow. It sets
+    ``TF_CPP_MIN_LOG_LEVEL=2`` and installs a one-shot import hook: the first
+    ``import tensorflow`` (also the one inside ``import keras``) runs with file
+    descriptor 2 sent to a temporary file, because TensorFlow's C++ libraries
+    write their start-up notices there before ``TF_CPP_MIN_LOG_LEVEL`` is read.
+    Afterwards the captured lines are replayed to stderr, less the known
+    notices (see :data:`STARTUP_NOISE`); if the import fails, all of them are,
+    so the reason is never hidden. Lines TensorFlow writes later (the CUDA probe
+    at first device use, real warnings and errors) are not touched.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if "tensorflow" in sys.modules or any(isinstance(finder, _QuietImport) for finder in sys.meta_path):
+        return
+    sys.meta_path.insert(0, _QuietImport())
+
+
+# Start-up notices TensorFlow 2.16-2.21 writes while it is imported: informational
+# (I...) lines, absl's note that it logs to stderr, and the CPU-feature line's second
+# line. Anything else captured during the import (a warning, an error) is replayed.
+STARTUP_NOISE = re.compile(
+    r"^(I\d{4} |WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
+    r"|To enable the following instructions: .* rebuild TensorFlow with the appropriate compiler flags\.)"
+)
+
+
+class _QuietImport(importlib.abc.MetaPathFinder):
+    """Finds ``tensorflow`` and wraps its loading in :func:`_stderr_to_file`; gone once it loaded."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != "tensorflow":
+            return None
+        for finder in sys.meta_path:  # the finders that would have found it
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None:
+                if spec.loader is not None:
+                    spec.loader = _QuietLoader(spec.loader, self)
+                return spec
+        return None
+
+
+class _QuietLoader(importlib.abc.Loader):
+    def __init__(self, loader, finder: _QuietImport) -> None:
+        self.loader = loader
+        self.finder = finder
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module):
+        sys.meta_path[:] = [finder for finder in sys.meta_path if finder is not self.finder]  # one shot
+        with _stderr_to_file() as captured:
+            try:
+                self.loader.exec_module(module)
+            except BaseException:
+                captured.replay_all = True
+                raise
+        if _pending_seed is not None:  # flags were parsed before TensorFlow loaded
+            module.random.set_seed(_pending_seed)
+
+    def __getattr__(self, name):  # get_resource_reader, is_package, ... from the real loader
+        if name in ("loader", "finder"):  # not set yet (a copy in the making): no recursion
+            raise AttributeError(name)
+        return getattr(self.loader, name)
+
+
+class _Captured:
+    replay_all = False
+
+
+@contextmanager
+def _stderr_to_file():
+    """Send file descriptor 2 to a temporary file; replay what is not start-up noise afterwards."""
+    captured = _Captured()
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no usable fd 2 (an embedded interpreter): do nothing
+        yield captured
+        return
+    with tempfile.TemporaryFile(mode="w+b") as temporary:
+        os.dup2(temporary.fileno(), 2)
+        try:
+            yield captured
+        finally:
+            try:
+                sys.stderr.flush()
+            except (OSError, ValueError):
+                pass
+            os.dup2(saved, 2)
+            os.close(saved)
+            temporary.seek(0)
+            text = temporary.read().decode("utf-8", errors="replace")
+            kept = [line for line in text.splitlines(keepends=True)
+                    if captured.replay_all or not STARTUP_NOISE.match(line)]
+            if kept:
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()
 
 
 def positive_int(text: str) -> int:
@@ -175,6 +289,17 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive whole number, got {value}")
+    return value
+
+
+def rate(text: str) -> float:
+    """argparse ``type=`` for a rate from 0 up to, not including, 1 (dropout, for example)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 up to 1, got {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"expected a rate from 0 up to, not including, 1, got {value}")
     return value
 
 

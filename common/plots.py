@@ -1,20 +1,23 @@
 """Figures the lab scripts share: image grids, training curves, confusion matrices.
 
-Each function returns a matplotlib ``Figure``; save it with
-``common.report.save_figure(figure, path)``. The Agg backend is selected unless a
-backend was chosen already, so scripts run on machines without a screen.
+Each function returns a matplotlib ``Figure``; save it with ``run.save_figure(figure,
+name)`` (or ``common.report.save_figure(figure, path)``), which also shows it inline
+under Jupyter. Outside Jupyter the Agg backend is selected unless a backend was
+chosen already, so scripts run on machines without a screen.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 
 import matplotlib
 
-if "matplotlib.pyplot" not in __import__("sys").modules:
+if "matplotlib.pyplot" not in sys.modules and "ipykernel" not in sys.modules:
     matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 
 def image_grid(
@@ -46,7 +49,11 @@ def image_grid(
     count = len(images)
     columns = max(1, min(columns, count))
     rows = max(1, -(-count // columns))
-    figure, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.8 * rows), squeeze=False)
+    # Each row is an image plus room for its title's lines (constrained layout keeps them apart).
+    title_lines = max((str(text).count("\n") + 1 for text in titles), default=0) if titles is not None else 0
+    row_height = 1.6 + 0.16 * title_lines
+    figure, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, row_height * rows + (0.4 if title else 0)),
+                                squeeze=False, layout="constrained")
     for index, axis in enumerate(axes.flat):
         axis.axis("off")
         if index >= count:
@@ -61,7 +68,6 @@ def image_grid(
             axis.set_title(titles[index], fontsize=8, color=color)
     if title:
         figure.suptitle(title)
-    figure.tight_layout()
     return figure
 
 
@@ -92,26 +98,33 @@ def training_curves(histories: Mapping[str, Mapping[str, Sequence[float]]], titl
     ----------
     histories : mapping of model name to a Keras ``History.history`` dict
         Keys used: ``loss``, ``accuracy`` and, when present, ``val_loss`` and
-        ``val_accuracy`` (drawn dashed).
+        ``val_accuracy`` (drawn dashed, with hollow square markers; train points
+        are filled circles, so a 1-epoch run still tells them apart). The epoch
+        axis has whole-number ticks.
     """
     figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(11, 4))
+    epochs = 1
     for name, history in histories.items():
         for axis, metric in ((loss_axis, "loss"), (accuracy_axis, "accuracy")):
             if metric in history:
                 values = history[metric]
-                line = axis.plot(range(1, len(values) + 1), values, marker="o", label=f"{name} train")[0]
+                epochs = max(epochs, len(values))
+                line = axis.plot(range(1, len(values) + 1), values, marker="o", markersize=6,
+                                 label=f"{name} train")[0]
                 if f"val_{metric}" in history:
                     validation = history[f"val_{metric}"]
+                    epochs = max(epochs, len(validation))
                     axis.plot(
-                        range(1, len(validation) + 1), validation, marker="o", linestyle="--",
-                        color=line.get_color(), label=f"{name} test",
+                        range(1, len(validation) + 1), validation, marker="s", markersize=7, linestyle="--",
+                        color=line.get_color(), markerfacecolor="white", label=f"{name} test",
                     )
     for axis, label in ((loss_axis, "loss"), (accuracy_axis, "accuracy")):
         axis.set_xlabel("epoch")
         axis.set_ylabel(label)
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8)
-        axis.xaxis.get_major_locator().set_params(integer=True)
+        axis.set_xlim(0.5, epochs + 0.5)  # one epoch is a point at 1, not an axis from 0.96 to 1.04
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     if title:
         figure.suptitle(title)
     figure.tight_layout()

@@ -68,12 +68,22 @@ def write_json(path: str | os.PathLike, data: Any) -> Path:
 
 
 def save_figure(figure, path: str | os.PathLike, dpi: int = 120) -> Path:
-    """Save a matplotlib figure as PNG atomically and close it."""
+    """Save a matplotlib figure as PNG atomically, show it under Jupyter, and close it.
+
+    Under Jupyter the figure is displayed inline (once: a figure the notebook
+    already showed at the end of an earlier cell is not shown again), so a
+    notebook shows what the script saves.
+    """
     import matplotlib.pyplot as plt
 
     path = Path(path)
     with atomic_path(path) as temporary:
         figure.savefig(temporary, format="png", dpi=dpi, bbox_inches="tight")
+    number = getattr(figure, "number", None)  # None: a Figure made without pyplot, never shown yet
+    if _running_in_jupyter() and (number is None or plt.fignum_exists(number)):
+        from IPython.display import display
+
+        display(figure)
     plt.close(figure)
     return path
 
@@ -210,8 +220,11 @@ class Run:
         self.state.update(status="running", pid=os.getpid(), started=time.strftime("%Y-%m-%d %H:%M:%S"))
         self._save_state()
         self._write_status_metrics("running")
-        if not _running_in_jupyter():
+        self._handles_signals = not _running_in_jupyter()
+        if self._handles_signals:
             _install_interrupt_handlers(self)
+        else:
+            _mark_stopped_cells(self)
 
     # -- outputs ------------------------------------------------------------
     def path(self, name: str) -> Path:
@@ -313,6 +326,8 @@ class Run:
         self.state["status"] = "complete"
         self.state["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
         self._save_state()
+        if self._handles_signals:  # from now on an interrupt must not mark the run interrupted
+            _exit_quietly_on_interrupt(self)
         shutil.rmtree(self.out / RESUME_FOLDER, ignore_errors=True)
         title = self.script + (" (stand-in data)" if standin else "")
         line = summary_line(title, **summary, total_s=total_seconds)
@@ -423,6 +438,49 @@ def _install_interrupt_handlers(run: Run) -> None:
     sys.excepthook = hook
 
 
+def _mark_stopped_cells(run: Run) -> None:
+    """Under Jupyter: when a cell stops with an error (the kernel's interrupt included), mark the
+    run interrupted or failed, as the script's handlers would; signals stay the kernel's."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is None:
+        return
+
+    def after_cell(result) -> None:
+        error = getattr(result, "error_in_exec", None)
+        if run.state.get("status") != "running":
+            shell.events.unregister("post_run_cell", after_cell)
+        elif error is not None:
+            part = f" during {run.current_part}" if run.current_part else ""
+            if isinstance(error, KeyboardInterrupt):
+                run.stop("interrupted", f"kernel interrupted{part}")
+                print(f"{run.script}: interrupted{part}; run all cells again to resume "
+                      f"(finished parts are kept in {run.out}).", file=sys.stderr)
+            else:
+                run.stop("failed", f"{type(error).__name__}: {error}")
+            shell.events.unregister("post_run_cell", after_cell)
+
+    shell.events.register("post_run_cell", after_cell)
+
+
+def _exit_quietly_on_interrupt(run: Run) -> None:
+    """After :meth:`Run.finish`: Ctrl-C / SIGTERM during the interpreter's (slow) teardown
+    says that the outputs are complete and exits 130 / 143, instead of dying mid-teardown."""
+    import signal
+
+    def handler(signum, frame):
+        what = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
+        print(f"\n{run.script}: {what} after the run had finished: its outputs in {run.out} are complete.",
+              file=sys.stderr, flush=True)
+        os._exit(143 if signum == signal.SIGTERM else 130)
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
 class _Terminated(BaseException):
     """Raised in the main thread by SIGTERM, so it unwinds like Ctrl-C."""
 
@@ -445,9 +503,16 @@ def keras_verbose() -> str | int:
 def progress(iterable=None, *, total: int | None = None, desc: str | None = None, unit: str = "it"):
     """``tqdm`` on a terminal or in a notebook; in a log file, one line when the loop ends.
 
-    Returns a tqdm bar (usable as an iterable or with ``update(n)``).
+    Returns a tqdm bar (usable as an iterable or with ``update(n)``): a widget in a
+    notebook when ipywidgets is installed, else tqdm's text bar (which notebooks show
+    as well), without tqdm's "IProgress not found" warning.
     """
-    from tqdm.auto import tqdm
+    import importlib.util
+
+    if _running_in_jupyter() and importlib.util.find_spec("ipywidgets") is not None:
+        from tqdm.notebook import tqdm
+    else:
+        from tqdm import tqdm
 
     if interactive():
         return tqdm(iterable, total=total, desc=desc, unit=unit)

@@ -128,3 +128,24 @@ def test_interrupt_prints_one_line_marks_the_run_and_exits(tmp_path, signum, sta
     assert "interrupted" in stderr and "during second" in stderr and "resume" in stderr
     metrics = read(tmp_path / "out" / "metrics.json")
     assert metrics["status"] == "interrupted" and metrics["finished_parts"] == ["first"]
+
+
+def test_ctrl_c_after_finish_says_the_outputs_are_complete(tmp_path):
+    script = tmp_path / "done.py"
+    script.write_text(textwrap.dedent(f"""
+        import argparse, sys, time
+        sys.path.insert(0, {str(REPO_ROOT)!r})
+        from common import report
+        run = report.Run(argparse.Namespace(out={str(tmp_path / 'out')!r}, fresh=False), "done", chief=True)
+        run.finish({{}}, {{}})
+        time.sleep(60)  # stands for TensorFlow's teardown
+    """))
+    process = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert process.stdout.readline().startswith("outputs in")
+    assert process.stdout.readline().startswith("done | total_s=")
+    os.kill(process.pid, signal.SIGINT)
+    _, stderr = process.communicate(timeout=20)
+    assert process.returncode == 130
+    assert "Traceback" not in stderr and "after the run had finished" in stderr and "complete" in stderr
+    assert read(tmp_path / "out" / "metrics.json")["status"] == "complete"

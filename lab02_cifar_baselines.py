@@ -5,7 +5,10 @@ Description: Before any neural network: grayscale CIFAR-10, describe each image 
     and classify them with KNN (k=11) and a linear SVM, as the lab does. The lab's
     SVC(kernel='linear', C=10) takes 495 s; a linear SVM trained by stochastic
     gradient descent on square-rooted features does better in seconds.
-Result: RESULT_LINE
+Result: KNN 0.4662 and linear SVM 0.5221 test accuracy (the lab: 0.47, and 0.51 in 495 s);
+    HOG of all 60,000 images in 1.9-3.9 s, the whole run in 33-50 s (12-17 CPU seconds) on
+    2 CPU cores (AMD EPYC) shared with other jobs: `python lab02_cifar_baselines.py
+    --data-dir DIR` on the CIFAR-10 JPEG export.
 Run: python lab02_cifar_baselines.py --data-dir DIR     (DIR: CIFAR-10 files, see README: Data)
      python lab02_cifar_baselines.py --limit 10000 --svm both   (the lab's SVC too, on a subset)
 """
@@ -109,7 +112,7 @@ run.save_figure(figure, "grayscale.png")
 def hog_with_progress(gray_images: np.ndarray, description: str) -> np.ndarray:
     """(N, 32, 32) grayscale -> (N, 288) HOG features, with progress over chunks."""
     features = np.empty((len(gray_images), hog.feature_count(gray_images.shape[1:])))
-    with report.progress(total=len(gray_images), desc=description, unit="image") as bar:
+    with report.progress(total=len(gray_images), desc=description, unit="images") as bar:
         for start in range(0, len(gray_images), HOG_CHUNK):
             features[start:start + HOG_CHUNK] = hog.hog_features(gray_images[start:start + HOG_CHUNK])
             bar.update(len(features[start:start + HOG_CHUNK]))

@@ -724,13 +724,20 @@ def _label_text(values) -> str:
     return ",".join(str(first) if first == last else f"{first}–{last}" for first, last in runs)
 
 
+def _one_run(examples: np.ndarray) -> bool:
+    """Whether a batch's ``(source, epoch, index)`` tags are consecutive examples of one source pass."""
+    indexes = np.sort(examples[:, 2])
+    return bool(len(np.unique(examples[:, :2], axis=0)) == 1 and np.all(np.diff(indexes) == 1))
+
+
 def _index_labels(spans: Sequence[Span], origin: float, seconds_per_point: float,
                   row_of: dict[str, int]) -> list[tuple[float, int, str]]:
     """``(x, row, text)`` for the index labels, neighbours that would overlap merged into one.
 
     A span's label is its index (the batch number for trainer spans), or for a span
     that covers a batch without an index (a batch-wise Map, a block Read) the range of
-    its examples' indexes. Within a row, a label that would start less than the
+    its examples' indexes, if they are consecutive examples of one source (a shuffled
+    batch gets no label). Within a row, a label that would start less than the
     previous label's width (estimated at 0.6 of the font size per character, plus a
     gap) after it joins that label instead.
     """
@@ -738,10 +745,10 @@ def _index_labels(spans: Sequence[Span], origin: float, seconds_per_point: float
     for span in spans:
         if span.index >= 0:
             values = [span.index]
-        elif span.examples is not None and len(span.examples):
+        elif span.examples is not None and len(span.examples) and _one_run(span.examples):
             values = [int(value) for value in span.examples[:, 2]]
         else:
-            continue
+            continue  # no index, or a shuffled batch: its examples' indexes would say nothing
         by_row.setdefault(span.stage, []).append((span.start - origin, values))
     labels = []
     for stage, items in by_row.items():

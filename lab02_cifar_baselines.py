@@ -6,9 +6,9 @@ Description: Before any neural network: grayscale CIFAR-10, describe each image 
     SVC(kernel='linear', C=10) takes 495 s; a linear SVM trained by stochastic
     gradient descent on square-rooted features does better in seconds.
 Result: KNN 0.4662 and linear SVM 0.5221 test accuracy (the lab: 0.47, and 0.51 in 495 s);
-    HOG of all 60,000 images in 1.9-3.9 s, the whole run in 33-50 s (12-17 CPU seconds) on
-    2 CPU cores (AMD EPYC) shared with other jobs: `python lab02_cifar_baselines.py
-    --data-dir DIR` on the CIFAR-10 JPEG export.
+    HOG of all 60,000 images in 1.9-3.9 s, the whole run in 33 s (12 CPU seconds; 50 s for
+    a first run, which decodes the JPEGs into the cache) on 2 CPU cores (AMD EPYC) shared
+    with other jobs: `python lab02_cifar_baselines.py --data-dir DIR` on the CIFAR-10 JPEG export.
 Run: python lab02_cifar_baselines.py --data-dir DIR     (DIR: CIFAR-10 files, see README: Data)
      python lab02_cifar_baselines.py --limit 10000 --svm both   (the lab's SVC too, on a subset)
 """

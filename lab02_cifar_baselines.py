@@ -47,7 +47,6 @@ run = report.Run(config, "lab02")
 
 import matplotlib.pyplot as plt  # the libraries after the flags, so --help answers at once
 import numpy as np
-from matplotlib.collections import LineCollection
 from sklearn.linear_model import SGDClassifier
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
@@ -129,52 +128,20 @@ print(f"HOG features: train {hog_train.shape}, test {hog_test.shape} in {hog_sec
 # %% [markdown]
 # ### What HOG sees
 # Each cell's histogram drawn as lines along the edge directions it holds
-# (perpendicular to the gradient), longer and brighter for stronger edges.
+# (perpendicular to the gradient), longer and brighter for stronger edges
+# (`hog.draw_cells`).
 
 # %%
-FAINTEST_SHOWN = 0.12  # bins weaker than this share of the image's strongest are left out
-
-
-def draw_hog_cells(axis, gray_image: np.ndarray, cell_size: int = 8, orientations: int = 8) -> None:
-    """Draw one (H, W) grayscale image, dimmed, with its cells' orientation histograms on top."""
-    histograms = hog.cell_histograms(gray_image, orientations=orientations, pixels_per_cell=(cell_size, cell_size))
-    strongest = histograms.max() or 1.0
-    # The lab's angle t is measured from (gx, gy) = (left - right, below - above), so
-    # the brightness gradient points along (-cos t, sin t) in (x right, y down)
-    # coordinates and the edge itself runs along (sin t, cos t).
-    centres = np.deg2rad((np.arange(orientations) + 0.5) * 360 / orientations)
-    edge_x, edge_y = np.sin(centres), np.cos(centres)
-    segments, strengths = [], []
-    for row, column, bin_index in np.ndindex(histograms.shape):
-        strength = histograms[row, column, bin_index] / strongest
-        if strength < FAINTEST_SHOWN:
-            continue
-        centre_x, centre_y = column * cell_size + (cell_size - 1) / 2, row * cell_size + (cell_size - 1) / 2
-        half = 0.5 * cell_size * strength
-        segments.append([(centre_x - half * edge_x[bin_index], centre_y - half * edge_y[bin_index]),
-                         (centre_x + half * edge_x[bin_index], centre_y + half * edge_y[bin_index])])
-        strengths.append(strength)
-    axis.imshow(gray_image, cmap="gray", vmin=0, vmax=1, alpha=0.45, interpolation="none")
-    axis.add_collection(LineCollection(segments, colors=plt.cm.autumn(np.asarray(strengths)), linewidths=2.2))
-    axis.set_xlim(-0.5, gray_image.shape[1] - 0.5)
-    axis.set_ylim(gray_image.shape[0] - 0.5, -0.5)
-    for line in range(cell_size, gray_image.shape[0], cell_size):
-        axis.axhline(line - 0.5, color="white", linewidth=0.4, alpha=0.5)
-        axis.axvline(line - 0.5, color="white", linewidth=0.4, alpha=0.5)
-
-
 hog_shown = rng.choice(len(data.x_train), size=min(6, len(data.x_train)), replace=False)
 figure, axes = plt.subplots(2, len(hog_shown), figsize=(2.3 * len(hog_shown), 4.8), squeeze=False)
 for column, index in enumerate(hog_shown):
     axes[0, column].imshow(data.x_train[index], interpolation="none")
     axes[0, column].set_title(data.class_names[data.y_train[index]], fontsize=9)
-    draw_hog_cells(axes[1, column], gray_train[index])
+    strengths = hog.draw_cells(axes[1, column], gray_train[index])
 for axis in axes.flat:
     axis.axis("off")
-# The colour legend, beside the last overlay: a line's colour (and length) is its bin's strength.
-legend = figure.colorbar(plt.cm.ScalarMappable(norm=plt.Normalize(0, 1), cmap="autumn"),
-                         cax=axes[1, -1].inset_axes([1.08, 0.0, 0.07, 1.0]),
-                         boundaries=np.linspace(FAINTEST_SHOWN, 1, 45), ticks=[FAINTEST_SHOWN, 0.5, 1])
+legend = figure.colorbar(strengths, cax=axes[1, -1].inset_axes([1.08, 0.0, 0.07, 1.0]),
+                         boundaries=np.linspace(hog.FAINTEST_DRAWN, 1, 45), ticks=[hog.FAINTEST_DRAWN, 0.5, 1])
 legend.set_label("edge strength\n(1: the image's strongest bin)", fontsize=8)
 legend.ax.tick_params(labelsize=7)
 figure.suptitle(f"What HOG sees in {CIFAR}: edge directions and strengths per 8x8 cell")

@@ -11,8 +11,8 @@ Result: naive 1137 s (input wait 90%, under load from other jobs) against optimi
     71.8 s (input wait 2.7%), 15.8x; test accuracy 0.54 / 0.555 after 2 epochs, on 2 CPU
     cores (AMD EPYC): `python lab04_pipeline.py --data-dir DIR` on the CIFAR-10 JPEG
     export. (The lab: 8268 s against 261 s, inflated by its sleeps.)
-Run: python lab04_pipeline.py --data standin --limit 2000    (a quick look, about a minute)
-     python lab04_pipeline.py --data-dir DIR --pipelines optimized in_memory   (skip the 20-minute naive run)
+Run: python lab04_pipeline.py --data standin --limit 2000    (a quick look: 70-150 s on 2 busy CPU cores)
+     python lab04_pipeline.py --data-dir DIR --pipelines optimized   (only that one: skip the 20-minute naive run)
 """
 
 # %% [markdown]

@@ -1,22 +1,18 @@
 """
 Title: Input pipelines with tf.data, measured on a timeline
 Description: The same CNN (1,068,810 parameters), the same augmentation and 2 epochs,
-fed by a naive pipeline (one image at a time through Python) and an optimized one
-(parallel interleaved reads, a vectorised parallel map, cache, prefetch). Measured on
-real CIFAR-10 (JPEG folder), 2-core CPU machine, 2 epochs:
-  naive: 1137 s (under load from other jobs), input wait 90%, test accuracy 0.54.
-  optimized, default --cache before-map (fresh crops and flips every epoch): 71.8 s,
-    epochs 36.8 / 35.0 s plus 10.2 s of iterator teardown, input wait 2.7% (3.3% and
-    2.0%), test accuracy 0.555; Map runs in both epochs, Open and Read only in the first.
-  optimized, --cache after-map (the lab's order, which replays epoch 1's crops): 70 s,
-    input wait 2.5%, test accuracy 0.57 (the lab: 0.578); from epoch 2 on Open, Read and
-    Map vanish from its timeline. An earlier after-map run took 88 s because it still
-    counted the 8-12 s TensorFlow takes to delete iterators that read a cache as part of
-    the epochs (now a Teardown span of its own, commit 5408e3c): 1137 s against 88 s is
-    the 12.9x speed-up first reported; against 71.8 s it is 15.8x.
-Run: python lab04_pipeline.py --data-dir DIR   (DIR: CIFAR-10 files, see README: Data)
-     python lab04_pipeline.py --data standin --limit 2000   (a quick look)
-     python lab04_pipeline.py --data-dir DIR --pipelines optimized   (skip the 20-minute naive run)
+    fed by a naive pipeline (one image at a time through Python) and an optimized one
+    (parallel interleaved reads, a vectorised parallel map, cache, prefetch). Every
+    piece of work is recorded on a timeline, so the pictures show where the time goes:
+    the naive trainer waits for input most of the time, the optimized one hardly at all.
+    Then three pipelines as they are written in practice: arrays in memory, files via
+    `Dataset.list_files`, and `keras.utils.image_dataset_from_directory`.
+Result: naive 1137 s (input wait 90%, under load from other jobs) against optimized
+    71.8 s (input wait 2.7%), 15.8x; test accuracy 0.54 / 0.555 after 2 epochs, on 2 CPU
+    cores (AMD EPYC): `python lab04_pipeline.py --data-dir DIR` on the CIFAR-10 JPEG
+    export. (The lab: 8268 s against 261 s, inflated by its sleeps.)
+Run: python lab04_pipeline.py --data standin --limit 2000    (a quick look: 70-150 s on 2 busy CPU cores)
+     python lab04_pipeline.py --data-dir DIR --pipelines optimized   (only that one: skip the 20-minute naive run)
 """
 
 # %% [markdown]
@@ -28,43 +24,58 @@ Run: python lab04_pipeline.py --data-dir DIR   (DIR: CIFAR-10 files, see README:
 # `prefetch`), iterate.
 #
 # ## Setup
+# The knobs: which pipelines to run, where the optimized one caches, the shuffle buffer.
+# Each pipeline is a part of the run: after Ctrl-C or a crash, the same command
+# goes on with the first pipeline that had not finished (a pipeline is never
+# resumed half-way: its timings would mean nothing across a restart).
+
+# %% tags=["parameters"]
+# In a notebook, flags come from here (on the command line, from sys.argv), e.g.:
+# ARGS = "--data standin --limit 2000"
+ARGS = ""
 
 # %%
+import hashlib
 import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
-from common import cli
+from common import cli, report
 
 cli.quiet_tensorflow()
-import keras
-import numpy as np
-import tensorflow as tf
-
-from common import augment, datasets, models, plots, report, timeline
-from common.errors import UserError
-
+PIPELINES = ["naive", "optimized", "in_memory", "list_files", "image_dataset_from_directory"]
 parser = cli.make_parser(
     __doc__, epochs=2, batch_size=64, out="outputs/lab04",
     limit_help="use about this many training images for a quick run: the first LIMIT/5 rows of each of the "
     "5 training batch files, and LIMIT/5 test rows (the batch files are already shuffled, so every class "
     "appears; not exactly stratified)",
 )
-parser.add_argument("--shuffle-buffer", type=cli.positive_int, default=10_000,
-                    help="examples in the shuffle buffer (lab: 10000)")
-# The lab caches after the random map: epoch 2 then replays epoch 1's crops and flips and
-# skips the augmentation work that the naive pipeline still does in every epoch, which
-# flatters the speed-up. The fixed order is the default; after-map reproduces the lab.
+parser.add_argument("--pipelines", nargs="+", choices=PIPELINES, default=PIPELINES, metavar="PIPELINE",
+                    help=f"which pipelines to run, space-separated, from {' '.join(PIPELINES)} (default: all; "
+                    "naive is the slow one)")
 parser.add_argument("--cache", choices=["before-map", "after-map"], default="before-map",
                     help="where the optimized pipeline caches: before the random map (default: fresh "
-                         "augmentation every epoch), or after it as the lab does (faster, but epoch 2 replays "
-                         "epoch 1's crops and flips)")
-parser.add_argument("--pipelines", nargs="+", choices=["naive", "optimized"], default=["naive", "optimized"],
-                    help="which pipelines to train with (default both; the naive one is the slow one)")
+                    "augmentation every epoch), or after it as the lab does (faster, but epoch 2 replays "
+                    "epoch 1's crops and flips)")
+parser.add_argument("--shuffle-buffer", type=cli.positive_int, default=10_000,
+                    help="examples in the shuffle buffer (lab: 10000)")
 parser.add_argument("--practical-batches", type=cli.positive_int, default=50,
                     help="batches to time in the 'in practical use' section (default: 50)")
-config = cli.parse(parser)
-run_clock = report.Stopwatch()
+config = cli.parse(parser, ARGS)
+run = report.Run(config, "lab04")
+
+import keras  # TensorFlow after the flags, so --help answers at once
+import matplotlib.pyplot as plt
+import numpy as np
+import tensorflow as tf
+from matplotlib.ticker import MaxNLocator
+
+from common import augment, datasets, models, plots, timeline
+from common.errors import UserError
+
+keras.utils.set_random_seed(config.seed)
 
 # %% [markdown]
 # ## tf.data basics on small arrays
@@ -141,11 +152,11 @@ for number, (_, b) in enumerate(dataset.take(3)):
 # %%
 dataset = dataset.repeat(2)
 for epoch in range(3):
-    batches = sizes = 0
+    batch_count = sizes = 0
     for _, b in dataset:
-        batches += 1
+        batch_count += 1
         sizes += len(b)
-    print(f"End of epoch {epoch}: {batches} batches with {sizes} pieces of data "
+    print(f"End of epoch {epoch}: {batch_count} batches with {sizes} pieces of data "
           "(repeat(2) means each epoch of this loop sees every element twice)")
 
 # %% [markdown]
@@ -162,8 +173,6 @@ dataset = dataset.prefetch(tf.data.AUTOTUNE)
 # that straddle epochs; `batch` first keeps a short last batch in every epoch.
 
 # %%
-import matplotlib.pyplot as plt  # noqa: E402  (after the CLI, so --help stays fast)
-
 figure, axes = plt.subplots(1, 2, figsize=(11, 3.2), sharey=True)
 for axis, (title, ordered) in zip(axes, [
     ("repeat(3).batch(32)", raw_dataset.repeat(3).batch(32)),
@@ -173,8 +182,9 @@ for axis, (title, ordered) in zip(axes, [
     axis.bar(range(len(batch_sizes)), batch_sizes)
     axis.set_title(title)
     axis.set_xlabel("batch number")
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # batches are whole numbers
 axes[0].set_ylabel("batch size")
-report.save_figure(figure, config.out / "batch_sizes.png")
+run.save_figure(figure, "batch_sizes.png")
 
 # %% [markdown]
 # ### shuffle + repeat versus repeat + shuffle
@@ -192,8 +202,9 @@ axis.plot(repeat_shuffle, marker="o", label="repeat().shuffle()")
 axis.axvline(len(shuffle_repeat) / 2 - 0.5, color="gray", linestyle=":", label="epoch boundary")
 axis.set_xlabel("batch number")
 axis.set_ylabel("mean element id in the batch")
+axis.xaxis.set_major_locator(MaxNLocator(integer=True))
 axis.legend()
-report.save_figure(figure, config.out / "shuffle_repeat.png")
+run.save_figure(figure, "shuffle_repeat.png")
 
 # %% [markdown]
 # ## Optimization for input pipeline
@@ -210,12 +221,15 @@ report.save_figure(figure, config.out / "shuffle_repeat.png")
 # %%
 batches = datasets.cifar10_batches(config.data, config.data_dir, config.seed)
 class_names = batches.class_names
+CIFAR = "the CIFAR-10 stand-in" if batches.is_standin else "CIFAR-10"  # for figure titles
 # --limit keeps a share of every file: limit/5 training rows per batch file and
 # limit/5 test rows (CIFAR-10's 5:1 train:test ratio).
 rows_per_file = None if config.limit is None else max(config.batch_size, -(-config.limit // 5))
 print(f"CIFAR-10 batches from {batches.source}: {[path.name for path in batches.train_files]} "
       f"+ {batches.test_files[0].name}" + (f", {rows_per_file} rows each" if rows_per_file else ""))
 IMAGE_SPEC = (tf.TensorSpec((32, 32, 3), tf.uint8), tf.TensorSpec((), tf.int64))
+train_files = [str(path) for path in batches.train_files]
+test_files = [str(path) for path in batches.test_files]
 
 
 def open_examples(path):
@@ -247,33 +261,25 @@ def read_block(item):
     return datasets.rows_to_images(rows), labels
 
 
-train_files = [str(path) for path in batches.train_files]
-test_files = [str(path) for path in batches.test_files]
-
-
 def rows_in_batch_file(path):
-    """Read one batch file now (a second or less) and count its rows: a missing, truncated or
-    damaged file fails here, with a clear message, rather than inside a tf.data worker thread."""
+    """Read one batch file now and count its rows: a damaged file fails here, clearly,
+    rather than inside a tf.data worker thread."""
     try:
-        rows, _ = datasets.read_cifar10_batch(path)
-    except UserError as error:
-        # read_cifar10_batch's own advice ("Delete it ...") is right for the cache only:
-        # never tell anyone to delete their own data folder.
+        return len(datasets.read_cifar10_batch(path)[1])
+    except UserError as error:  # its advice ("Delete it ...") suits the cache, never a user's own folder
         reason = str(error).split(" Delete it")[0].rstrip(".")
-        if Path(batches.path).resolve().is_relative_to(datasets.cache_dir().resolve()):
+        if batches.path.resolve().is_relative_to(datasets.cache_dir().resolve()):
             advice = f"{batches.path} is a cache folder this course wrote: delete it and run again to rebuild it"
         else:
             advice = (f"{batches.path} is your data folder: put a good copy of {Path(path).name} there (extract "
                       "cifar-10-python.tar.gz again), or pass --data-dir the archive itself")
         raise UserError(f"{reason}. {advice}.") from None
-    return len(rows)
 
 
 # The rows each file gives the pipelines: all of them, or the first rows_per_file (--limit).
-rows_used = {}
-for path in train_files + test_files:
-    rows_in_file = rows_in_batch_file(path)
-    rows_used[path] = rows_in_file if rows_per_file is None else min(rows_in_file, rows_per_file)
+rows_used = {path: rows_in_batch_file(path) for path in train_files + test_files}
+if rows_per_file is not None:
+    rows_used = {path: min(rows, rows_per_file) for path, rows in rows_used.items()}
 
 # %% [markdown]
 # Every element is `(image, label, tag)`; the tag `(source, epoch, index)` says which
@@ -316,8 +322,8 @@ def augment_test(images, labels):
 # through the source and the map one at a time, each followed by a pretend training
 # step of 0.1 s (the lab's `time.sleep(0.1)`; it stands in for a model, nothing else
 # here sleeps); then three batches of 4, mapped a batch at a time. Every bar carries
-# its example index (its batch number for Train), so you can follow one example from
-# Read through Map to Train.
+# its example indexes (its batch number for Train), so you can follow one example
+# from Read through Map to Train.
 
 # %%
 DEMO_TRAIN_SECONDS = 0.1
@@ -338,11 +344,9 @@ for demo_name, demo_batch_size, demo_steps in (("test", None, 10), ("test_batch"
         demo = demo.batch(demo_batch_size)
     demo = demo.map(timeline.timed_map(augment_train, demo_recorder))
     simulate_training(demo, demo_recorder, demo_steps)
-    timeline.draw_timeline(demo_recorder, f"{demo_name}: {demo_steps} "
-                           f"{'batches of ' + str(demo_batch_size) if demo_batch_size else 'examples'}, "
-                           "training simulated", annotate=True, path=config.out / f"timeline_{demo_name}.png")
-    print(f"timeline_{demo_name}.png: {len(demo_recorder)} spans")
-
+    what = f"{demo_steps} batches of {demo_batch_size}" if demo_batch_size else f"{demo_steps} examples"
+    timeline.draw_timeline(demo_recorder, f"{demo_name}: {what} of {CIFAR}, training simulated",
+                           annotate=True, path=run.path(f"timeline_{demo_name}.png"))
 
 # %% [markdown]
 # ## The naive pipeline
@@ -400,26 +404,26 @@ train_source = timeline.time_measured_dataset(
 test_source = timeline.time_measured_dataset(
     test_files, open_blocks, read_block, IMAGE_SPEC, optimized_recorder, items_are_blocks=True,
     interleave=True)
-parallel = tf.data.AUTOTUNE
+timed_augment_train = timeline.timed_map(augment_train, optimized_recorder)
 if config.cache == "before-map":  # the default: the random map runs every epoch
     optimized_train = (
         train_source.cache()
         .shuffle(config.shuffle_buffer, seed=config.seed)
         .batch(config.batch_size, drop_remainder=True)
-        .map(timeline.timed_map(augment_train, optimized_recorder), num_parallel_calls=parallel)
+        .map(timed_augment_train, num_parallel_calls=tf.data.AUTOTUNE)
         .prefetch(tf.data.AUTOTUNE)
     )
 else:  # after-map, the lab's order: epoch 2 replays epoch 1's augmented batches
     optimized_train = (
         train_source.shuffle(config.shuffle_buffer, seed=config.seed)
         .batch(config.batch_size, drop_remainder=True)
-        .map(timeline.timed_map(augment_train, optimized_recorder), num_parallel_calls=parallel)
+        .map(timed_augment_train, num_parallel_calls=tf.data.AUTOTUNE)
         .cache()
         .prefetch(tf.data.AUTOTUNE)
     )
 optimized_test = (
     test_source.batch(config.batch_size)
-    .map(timeline.timed_map(augment_test, optimized_recorder), num_parallel_calls=parallel)
+    .map(timeline.timed_map(augment_test, optimized_recorder), num_parallel_calls=tf.data.AUTOTUNE)
     .cache()  # the test map is deterministic, so caching its output is always right
     .prefetch(tf.data.AUTOTUNE)
 )
@@ -427,30 +431,31 @@ optimized_test = (
 # %% [markdown]
 # ## Train: the CNN again, with time
 # The lab's second CIFAR-10 CNN, its initial weights saved once so both pipelines
-# start from the same point. Each run gets a fresh Adam optimizer (the lab reuses
-# one, so its second run inherits the first run's moment estimates), and the loss
-# is computed on the softmax probabilities the model outputs (the lab's
-# `from_logits=True` on a softmax output applies softmax twice).
+# start from the same point (a resumed run reuses the interrupted run's). Each run
+# gets a fresh Adam optimizer (the lab reuses one, so its second run inherits the
+# first run's moment estimates), and the loss is computed on the softmax
+# probabilities the model outputs (the lab's `from_logits=True` on a softmax
+# output applies softmax twice).
+#
+# A run's time is its epochs' time. Reported apart: deleting each epoch's finished
+# iterators (the Teardown spans: seconds for an iterator that read a `cache()`),
+# and tracing the step functions once before epoch 1. The three add up to the
+# call's time.
 
 # %%
 model = models.cifar_cnn_pipeline()
 model.summary()
-initial_weights = config.out / "initial.weights.h5"
-partial_weights = config.out / ".initial.partial.weights.h5"  # Keras wants the .weights.h5 suffix
-model.save_weights(partial_weights)
-os.replace(partial_weights, initial_weights)  # never leave a half-written weights file
+initial_weights = run.path("initial.weights.h5")
+if not initial_weights.exists():
+    partial_weights = run.out / ".initial.partial.weights.h5"  # Keras wants the .weights.h5 suffix
+    model.save_weights(partial_weights)
+    os.replace(partial_weights, initial_weights)  # never leave a half-written weights file
 train_steps = sum(rows_used[path] for path in train_files) // config.batch_size  # drop_remainder=True
 test_steps = -(-sum(rows_used[path] for path in test_files) // config.batch_size)
 
-results = {}
-recorders = {"naive": naive_recorder, "optimized": optimized_recorder}
-for name, train_dataset, test_dataset in [
-    ("naive", naive_train, naive_test),
-    ("optimized", optimized_train, optimized_test),
-]:
-    if name not in config.pipelines:
-        continue
-    recorder = recorders[name]
+
+def train_with_timeline(name, train_dataset, test_dataset, recorder):
+    """Train from the initial weights, draw the timeline, and record the pipeline as finished."""
     report.banner(f"{name} pipeline: {config.epochs} epochs")
     model.load_weights(initial_weights)
     clock = report.Stopwatch()
@@ -458,64 +463,45 @@ for name, train_dataset, test_dataset in [
         model, train_dataset, test_dataset, epochs=config.epochs, recorder=recorder,
         train_steps=train_steps, test_steps=test_steps)
     benchmark_seconds = clock.seconds
-    # A run's time is its epochs' time. Left out, and reported on their own lines:
-    # deleting each epoch's finished iterators (the Teardown spans), and tracing the
-    # step functions once before epoch 1 (with the loop's bookkeeping between epochs).
-    # The first steps' warm-up stays in epoch 1. The three add up to the call's time.
     seconds = sum(row["seconds"] for row in history)
     teardown_seconds = sum(row["teardown_seconds"] for row in history)
     tracing_seconds = benchmark_seconds - seconds - teardown_seconds
-    results[name] = {"seconds": seconds, "teardown_seconds": teardown_seconds, "tracing_seconds": tracing_seconds,
-                     "epochs": history, "timeline": timeline.summarize(recorder.spans())}
     print(f"Execution time: {seconds:.1f} s ({config.epochs} epoch{'s' if config.epochs > 1 else ''})\n"
           f"  + Teardown (deleting the epochs' finished iterators): {teardown_seconds:.1f} s\n"
           f"  + tracing the steps before epoch 1, and bookkeeping: {tracing_seconds:.1f} s\n"
           f"  = {benchmark_seconds:.1f} s in timelined_benchmark")
+    timeline.draw_timeline(recorder, f"{name} pipeline on {CIFAR}: {seconds:.1f} s", annotate=True,
+                           path=run.path(f"timeline_{name}.png"))
+    return run.complete(name, {"seconds": seconds, "teardown_seconds": teardown_seconds,
+                               "tracing_seconds": tracing_seconds, "epochs": history,
+                               "timeline": timeline.summarize(recorder.spans())})
+
+
+results = {}
+for name, train_dataset, test_dataset, recorder in [
+    ("naive", naive_train, naive_test, naive_recorder),
+    ("optimized", optimized_train, optimized_test, optimized_recorder),
+]:
+    if name not in config.pipelines:
+        run.skip(name, "not in --pipelines")
+        continue
+    results[name] = run.finished(name) or train_with_timeline(name, train_dataset, test_dataset, recorder)
 
 # %% [markdown]
 # ## Timelines
-# One row per stage, colours by the epoch in which the work ran. Naive: Read and Map
-# bars fill the time between Train steps, in every epoch. Optimized: Open and Read
-# appear in epoch 1 only, overlapping Train; from epoch 2 on the cache serves the
-# decoded images and only the batched Map runs (with `--cache after-map`, the lab's
-# order, Map vanishes too: the cache replays epoch 1's augmented batches). After each
+# `timeline_naive.png` and `timeline_optimized.png`: one row per stage, colours by
+# the epoch in which the work ran. Naive: Read and Map bars fill the time between
+# Train steps, in every epoch. Optimized: Open and Read appear in epoch 1 only,
+# overlapping Train; from epoch 2 on the cache serves the decoded images and only
+# the batched Map runs (with `--cache after-map`, Map vanishes too). After each
 # epoch a Teardown bar shows TensorFlow deleting that epoch's finished iterators.
-
-# %%
-for name in results:
-    timeline.draw_timeline(recorders[name], f"{name} pipeline: {results[name]['seconds']:.1f} s",
-                           annotate=True, path=config.out / f"timeline_{name}.png")
-
-# %% [markdown]
+#
 # ## The comparison
 
 # %%
-table = []
-for name, result in results.items():
-    epochs = result["epochs"]
-    train_images = sum(row["train_images"] for row in epochs)
-    train_seconds = sum(row["train_seconds"] for row in epochs)
-    stages = result["timeline"]["stages"]
-    table.append({
-        "pipeline": name,
-        "total_s": result["seconds"],
-        "epoch_s": [row["seconds"] for row in epochs],
-        "images_per_s": train_images / train_seconds,
-        "test_accuracy": epochs[-1]["test_accuracy"],
-        "input_wait_share": result["timeline"]["input_wait_share"],
-        "pipeline_stages_after_epoch_1": sorted(  # by the training epoch in which they ran
-            stage for stage in ("Open", "Read", "Map")
-            if any(epoch > 0 for epoch in stages.get(stage, {}).get("epochs", []))),
-    })
-header = f"{'pipeline':<10} {'total s':>8} {'per-epoch s':>18} {'images/s':>9} {'test acc':>9} {'input wait':>10}"
-lines = [header, "-" * len(header)]
-for row in table:
-    per_epoch = " / ".join(f"{seconds:.1f}" for seconds in row["epoch_s"])
-    lines.append(f"{row['pipeline']:<10} {row['total_s']:>8.1f} {per_epoch:>18} {row['images_per_s']:>9.0f} "
-                 f"{row['test_accuracy']:>9.4f} {100 * row['input_wait_share']:>9.1f}%")
-print("\n".join(lines))
-with report.atomic_path(config.out / "comparison.txt") as temporary:
-    temporary.write_text("\n".join(lines) + "\n", encoding="utf-8")
+table, text = timeline.compare(results)
+print(text, end="")
+run.write_text("comparison.txt", text)
 for row in table:
     print(f"{row['pipeline']}: Open/Read/Map recorded after epoch 1: {row['pipeline_stages_after_epoch_1']}")
 speedup = None
@@ -542,11 +528,12 @@ if len(results) == 2:
 # arrays already in memory, a folder of image files read with
 # `tf.data.Dataset.list_files`, and `keras.utils.image_dataset_from_directory`
 # with preprocessing layers, Keras 3's replacement for the removed
-# `ImageDataGenerator`. They need a folder of `<class>/<image>` files: the data
-# folder itself when `--data-dir` is one, else a small one we write from the test
-# batch.
+# `ImageDataGenerator`. The two file pipelines need a folder of `<class>/<image>`
+# files: the data folder itself when `--data-dir` is one, else PNGs written once
+# from the test batch into the data cache.
 
 # %%
+BUFFER_SIZE, BATCH_SIZE = config.shuffle_buffer, config.batch_size
 
 
 def class_folders(folder):
@@ -555,70 +542,83 @@ def class_folders(folder):
 
 
 def image_folder_for_demo():
-    """``(folder with <class>/<image> files, description)``; writes PNGs when needed."""
-    if config.data_dir is not None and (config.data_dir / "train").is_dir():
-        candidate = config.data_dir / "train"
+    """A folder of ``<class>/<image>`` files: the data folder, or PNGs of the test batch (written once)."""
+    candidate = None if config.data_dir is None else config.data_dir / "train"
+    if candidate is not None and candidate.is_dir():
         found = class_folders(candidate)
         if found == set(class_names):
-            return candidate, f"the data folder {candidate}"
-        if found:  # after all the training above, a demo should not fail on an odd folder
-            print(f"{candidate} does not hold exactly one folder per CIFAR-10 class (unknown: "
-                  f"{sorted(found - set(class_names))}, missing: {sorted(set(class_names) - found)}); "
-                  "writing a folder of PNGs instead")
-    folder = config.out / "image_folder"
-    rows, labels = datasets.read_cifar10_batch(test_files[0])
-    images = datasets.rows_to_images(rows)
-    per_class = 20 if config.limit else 100
+            return candidate
+        print(f"{candidate} does not hold exactly one folder per CIFAR-10 class (unknown: "
+              f"{sorted(found - set(class_names))}, missing: {sorted(set(class_names) - found)}); "
+              "writing a folder of PNGs instead")
     from PIL import Image
 
-    written = 0
-    for label, class_name in enumerate(class_names):
-        (folder / class_name).mkdir(parents=True, exist_ok=True)
-        for number, index in enumerate(np.flatnonzero(labels == label)[:per_class]):
-            target = folder / class_name / f"{number:04d}.png"
-            if not target.exists():
-                with report.atomic_path(target) as temporary:
-                    Image.fromarray(images[index]).save(temporary, format="PNG")
-            written += 1
-    return folder, f"{written} PNG files written to {folder}"
+    rows, labels = datasets.read_cifar10_batch(test_files[0])
+    per_class = 20 if config.limit else 100
+    key = hashlib.sha256(rows.tobytes()).hexdigest()[:12]  # other pixels, another folder
+    folder = datasets.cache_dir() / f"cifar10-png-demo-{per_class}-{key}"
+    if not folder.is_dir():  # written into a staging folder, then renamed: never half a folder
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+        staging.chmod(0o755)
+        images = datasets.rows_to_images(rows)
+        for label, class_name in enumerate(class_names):
+            (staging / class_name).mkdir()
+            for number, index in enumerate(np.flatnonzero(labels == label)[:per_class]):
+                Image.fromarray(images[index]).save(staging / class_name / f"{number:04d}.png")
+        try:
+            os.replace(staging, folder)
+        except OSError:  # another run wrote it meanwhile
+            shutil.rmtree(staging)
+        print(f"wrote {sum(1 for _ in folder.glob('*/*.png'))} PNG files to {folder} (later runs reuse them)")
+    return folder
 
 
-image_folder, folder_description = image_folder_for_demo()
-print("image folder:", folder_description)
-BUFFER_SIZE, BATCH_SIZE = config.shuffle_buffer, config.batch_size
+def time_batches(dataset, name, grid_title=None):
+    """Time up to --practical-batches batches of a finished pipeline, as the part ``name``.
 
-
-def time_batches(dataset, name):
-    """Iterate up to --practical-batches batches; print shapes and images per second.
-
-    Returns ``(first batch, images per second)``, or ``(None, None)`` when the dataset
-    holds no batch (fewer images than --batch-size where full batches are kept).
+    Prints shapes and images per second; with ``grid_title``, draws the first batch.
+    A dataset without a single batch (fewer images than --batch-size where full
+    batches are kept) gets ``images_per_second`` None. Skipped when not in --pipelines.
     """
+    if name not in config.pipelines:
+        return run.skip(name, "not in --pipelines")
+    finished = run.finished(name)
+    if finished is not None:
+        return finished
     start, images_seen, first = time.perf_counter(), 0, None
     for images, labels in dataset.take(config.practical_batches):
         first = first if first is not None else (images, labels)
         images_seen += int(images.shape[0])
     seconds = time.perf_counter() - start
     if first is None:
-        print(f"{name:<32} no batch: fewer images than --batch-size {config.batch_size}")
-        return None, None
-    print(f"{name:<32} batch {tuple(first[0].shape)} {first[0].dtype.name}, labels {tuple(first[1].shape)}: "
+        print(f"{name:<30} no batch: fewer images than --batch-size {config.batch_size}")
+        return run.complete(name, {"images_per_second": None})
+    print(f"{name:<30} batch {tuple(first[0].shape)} {first[0].dtype.name}, labels {tuple(first[1].shape)}: "
           f"{images_seen} images in {seconds:.2f} s = {images_seen / seconds:,.0f} images/s")
-    return first, images_seen / seconds
+    if grid_title:
+        count = min(16, len(first[0]))
+        titles = [class_names[int(label)] for label in first[1][:count]]
+        run.save_figure(plots.image_grid(first[0][:count].numpy(), titles, title=f"{grid_title}, {CIFAR}"),
+                        "practical_batch.png")
+    return run.complete(name, {"images_per_second": images_seen / seconds})
 
+
+image_folder = image_folder_for_demo()
+print("image folder:", image_folder)
+practical = {}
 
 # %%
 # 1. Files already opened and read into memory: slice, shuffle, batch, map batch-wise, prefetch.
 memory_rows, memory_labels = datasets.read_cifar10_batch(test_files[0])
-memory_images = datasets.rows_to_images(memory_rows)
 in_memory = (
-    tf.data.Dataset.from_tensor_slices((memory_images, memory_labels))
+    tf.data.Dataset.from_tensor_slices((datasets.rows_to_images(memory_rows), memory_labels))
     .shuffle(BUFFER_SIZE, seed=config.seed)
     .batch(BATCH_SIZE, drop_remainder=True)
     .map(augment_train, num_parallel_calls=tf.data.AUTOTUNE)
     .prefetch(tf.data.AUTOTUNE)
 )
-practical = {"in_memory": time_batches(in_memory, "from_tensor_slices")[1]}
+practical["in_memory"] = time_batches(in_memory, "in_memory")
 
 # %%
 # 2. tf.data.Dataset.list_files: file names in, decode in parallel, then as above.
@@ -627,11 +627,9 @@ practical = {"in_memory": time_batches(in_memory, "from_tensor_slices")[1]}
 #    batches the *paths* and maps a batch-wise image map over them, which cannot
 #    decode files: decoding is per file, so it comes before batch.)
 label_to_index = {name: index for index, name in enumerate(class_names)}
-folder_names = class_folders(image_folder)
-if folder_names != set(label_to_index):
-    raise UserError(f"{image_folder} must hold one folder per CIFAR-10 class, {class_names}; it has unknown "
-                    f"folders {sorted(folder_names - set(label_to_index))} and lacks "
-                    f"{sorted(set(label_to_index) - folder_names)}")
+if class_folders(image_folder) != set(label_to_index):
+    raise UserError(f"{image_folder} must hold one folder per CIFAR-10 class, {class_names}; it has "
+                    f"{sorted(class_folders(image_folder))}")
 label_table = tf.lookup.StaticHashTable(
     tf.lookup.KeyValueTensorInitializer(list(label_to_index), list(label_to_index.values()),
                                         key_dtype=tf.string, value_dtype=tf.int64),
@@ -642,23 +640,21 @@ def load_image_file(path):
     """Path of ``<class>/<name>.png|jpg`` -> (32, 32, 3) uint8 image, int64 label."""
     image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
     image = tf.image.resize_with_crop_or_pad(image, 32, 32)  # a no-op for CIFAR-sized images
-    class_name = tf.strings.split(path, os.sep)[-2]
-    label = label_table.lookup(class_name)
+    label = label_table.lookup(tf.strings.split(path, os.sep)[-2])
     # Never label an unknown folder as class 0 (the checked folder cannot have one; this is the backstop).
     with tf.control_dependencies([tf.debugging.assert_non_negative(
             label, message="image folder is not a CIFAR-10 class name")]):
         return image, tf.identity(label)
 
 
-file_pattern = str(image_folder / "*" / "*")
 listed = (
-    tf.data.Dataset.list_files(file_pattern, shuffle=True, seed=config.seed)
+    tf.data.Dataset.list_files(str(image_folder / "*" / "*"), shuffle=True, seed=config.seed)
     .map(load_image_file, num_parallel_calls=tf.data.AUTOTUNE)
     .batch(BATCH_SIZE, drop_remainder=True)
     .map(augment_train, num_parallel_calls=tf.data.AUTOTUNE)
     .prefetch(tf.data.AUTOTUNE)
 )
-practical["list_files"] = time_batches(listed, "Dataset.list_files")[1]
+practical["list_files"] = time_batches(listed, "list_files")
 
 # %%
 # 3. Keras 3: image_dataset_from_directory + preprocessing layers replace
@@ -677,16 +673,8 @@ from_directory = (
                        num_parallel_calls=tf.data.AUTOTUNE)
     .prefetch(tf.data.AUTOTUNE)
 )
-example_batch, practical["image_dataset_from_directory"] = time_batches(
-    from_directory, "image_dataset_from_directory")
-if example_batch is not None:
-    example_images, example_labels = example_batch
-    count = min(16, len(example_images))
-    report.save_figure(
-        plots.image_grid(example_images[:count].numpy(),
-                         [class_names[int(label)] for label in example_labels[:count]],
-                         title="image_dataset_from_directory + preprocessing layers"),
-        config.out / "practical_batch.png")
+practical["image_dataset_from_directory"] = time_batches(
+    from_directory, "image_dataset_from_directory", grid_title="image_dataset_from_directory + preprocessing layers")
 
 # %% [markdown]
 # ## Summary
@@ -697,14 +685,13 @@ metrics = {
                                   "train_rows": sum(rows_used[path] for path in train_files),
                                   "test_rows": sum(rows_used[path] for path in test_files)},
     "settings": {"epochs": config.epochs, "batch_size": config.batch_size,
-                 "shuffle_buffer": config.shuffle_buffer, "cache": config.cache},
+                 "shuffle_buffer": config.shuffle_buffer, "cache": config.cache, "pipelines": config.pipelines},
     "comparison": table,
     "speedup": speedup,
     "runs": results,  # per pipeline: seconds, teardown_seconds, tracing_seconds, epochs, timeline
-    "practical_images_per_second": practical,
-    "run": report.run_info(),
+    "practical_images_per_second": {name: part["images_per_second"] for name, part in practical.items()
+                                    if part is not None},  # None: not in --pipelines
 }
-report.write_json(config.out / "metrics.json", metrics)
 summary = {}
 for row in table:
     summary[f"{row['pipeline']}_s"] = row["total_s"]
@@ -712,4 +699,4 @@ for row in table:
     summary[f"{row['pipeline']}_input_wait"] = row["input_wait_share"]
 if speedup is not None:
     summary["speedup"] = speedup
-print(report.summary_line("lab04", **summary, total_s=run_clock.seconds))
+run.finish(metrics, summary, data=batches)

@@ -226,6 +226,49 @@ def cell_histograms(
     return histograms[0] if single else histograms
 
 
+#: In :func:`draw_cells`, bins weaker than this share of the image's strongest bin are not drawn.
+FAINTEST_DRAWN = 0.12
+
+
+def draw_cells(axis, gray_image: np.ndarray, *, cell_size: int = 8, orientations: int = 8,
+               cmap: str = "autumn"):
+    """Draw one (H, W) grayscale image, dimmed, with each cell's orientation histogram on top.
+
+    Every bin is a line through its cell's centre along the edge direction it counts
+    (perpendicular to the gradient), its length and colour (``cmap``, 0 to 1) its
+    strength as a share of the image's strongest bin; bins under
+    :data:`FAINTEST_DRAWN` are left out. Thin white lines mark the cells.
+
+    Returns
+    -------
+    matplotlib ``ScalarMappable`` of the strengths, for a colour bar (``figure.colorbar``).
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.collections import LineCollection
+
+    histograms = cell_histograms(gray_image, orientations=orientations, pixels_per_cell=(cell_size, cell_size))
+    strengths = histograms / (histograms.max() or 1.0)
+    # The lab's angle t is measured from (gx, gy) = (left - right, below - above), so
+    # the brightness gradient points along (-cos t, sin t) in (x right, y down)
+    # coordinates and the edge itself runs along (sin t, cos t).
+    centres = np.deg2rad((np.arange(orientations) + 0.5) * 360 / orientations)
+    rows, columns, bins = np.nonzero(strengths >= FAINTEST_DRAWN)
+    shown = strengths[rows, columns, bins]
+    centre_x, centre_y = columns * cell_size + (cell_size - 1) / 2, rows * cell_size + (cell_size - 1) / 2
+    half_x, half_y = 0.5 * cell_size * shown * np.sin(centres[bins]), 0.5 * cell_size * shown * np.cos(centres[bins])
+    segments = np.stack([np.stack([centre_x - half_x, centre_y - half_y], axis=1),
+                         np.stack([centre_x + half_x, centre_y + half_y], axis=1)], axis=1)
+    colours = plt.get_cmap(cmap)
+    axis.imshow(gray_image, cmap="gray", vmin=0, vmax=1, alpha=0.45, interpolation="none")
+    axis.add_collection(LineCollection(segments, colors=colours(shown), linewidths=2.2))
+    axis.set_xlim(-0.5, gray_image.shape[1] - 0.5)
+    axis.set_ylim(gray_image.shape[0] - 0.5, -0.5)
+    for line in range(cell_size, max(gray_image.shape[:2]), cell_size):
+        axis.axhline(line - 0.5, color="white", linewidth=0.4, alpha=0.5)
+        axis.axvline(line - 0.5, color="white", linewidth=0.4, alpha=0.5)
+    return plt.cm.ScalarMappable(norm=plt.Normalize(0, 1), cmap=colours)
+
+
 def feature_count(
     image_shape: Sequence[int],
     *,

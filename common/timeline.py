@@ -62,6 +62,7 @@ import numpy as np
 STAGE_ORDER = ("Open", "Read", "Decode", "Map", "Wait", "Train", "Test", "Epoch", "Teardown")
 TAG_SPEC_SHAPE = (3,)  # (source, epoch, index)
 _ANNOTATE_LIMIT = 400  # beyond this many spans, index labels would be an unreadable smear
+_LABEL_POINTS = 6  # font size of the index labels
 
 
 def now() -> float:
@@ -449,7 +450,8 @@ def timelined_benchmark(
     train_steps, test_steps : int, optional
         Batches per epoch, for the progress bars only.
     progress : bool
-        Show tqdm progress bars.
+        Show progress bars (on a terminal or in a notebook only; a log file gets
+        the one line per epoch that is always printed).
 
     Returns
     -------
@@ -463,6 +465,10 @@ def timelined_benchmark(
     import tensorflow as tf
     from tqdm.auto import tqdm
 
+    from common import report
+
+    # Bars on a terminal or in a notebook; in a log file the epoch lines below are enough.
+    show_bars = progress and report.interactive()
     optimizer = optimizer if optimizer is not None else keras.optimizers.Adam()
     loss_function = loss if loss is not None else keras.losses.SparseCategoricalCrossentropy()
     train_loss, test_loss = keras.metrics.Mean(), keras.metrics.Mean()
@@ -492,7 +498,7 @@ def timelined_benchmark(
         """One pass over ``dataset``; returns (images seen, seconds, seconds waiting, exhausted iterator)."""
         images_seen, waited = 0, 0.0
         bar = tqdm(total=total, desc=f"epoch {epoch + 1} {stage.lower()}", unit="batch",
-                   disable=not progress, leave=False)
+                   disable=not show_bars, leave=False)
         batch_number = 0
         loop_start = wait_start = now()
         # Starting the pipeline (iter) and shutting it down after its last batch (the
@@ -628,6 +634,54 @@ def summarize(spans: Sequence[Span]) -> dict[str, Any]:
     }
 
 
+def compare(runs: dict[str, dict]) -> tuple[list[dict[str, Any]], str]:
+    """One row per pipeline run, as a list of dicts and as a fixed-width text table.
+
+    Parameters
+    ----------
+    runs : dict
+        ``{pipeline name: run}``, each run a dict with ``seconds`` (its epochs' time),
+        ``epochs`` (the rows :func:`timelined_benchmark` returns) and ``timeline``
+        (:func:`summarize` of its spans).
+
+    Returns
+    -------
+    rows : list of dict
+        ``pipeline``, ``total_s``, ``epoch_s`` (list), ``images_per_s`` (training
+        images per second of training loop), ``test_accuracy`` (last epoch),
+        ``input_wait_share``, and ``pipeline_stages_after_epoch_1``: which of Open,
+        Read and Map ran in a later training epoch (none of them behind a cache
+        placed after them).
+    text : str
+        The rows as a table, one line per pipeline under a header.
+    """
+    rows = []
+    for name, run in runs.items():
+        epochs, stages = run["epochs"], run["timeline"]["stages"]
+        train_seconds = sum(row["train_seconds"] for row in epochs)
+        rows.append({
+            "pipeline": name,
+            "total_s": run["seconds"],
+            "epoch_s": [row["seconds"] for row in epochs],
+            "images_per_s": sum(row["train_images"] for row in epochs) / train_seconds if train_seconds else 0.0,
+            "test_accuracy": epochs[-1]["test_accuracy"],
+            "input_wait_share": run["timeline"]["input_wait_share"],
+            "pipeline_stages_after_epoch_1": sorted(
+                stage for stage in ("Open", "Read", "Map")
+                if any(epoch > 0 for epoch in stages.get(stage, {}).get("epochs", []))),
+        })
+    header = (f"{'pipeline':<10} {'total s':>8} {'per-epoch s':>18} {'images/s':>9} {'test acc':>9} "
+              f"{'input wait':>10}")
+    lines = [header, "-" * len(header)]
+    for row in rows:
+        per_epoch = " / ".join(f"{seconds:.1f}" for seconds in row["epoch_s"])
+        wait = row["input_wait_share"]
+        wait = f"{100 * wait:>9.1f}%" if wait is not None else f"{'-':>10}"
+        lines.append(f"{row['pipeline']:<10} {row['total_s']:>8.1f} {per_epoch:>18} {row['images_per_s']:>9.0f} "
+                     f"{row['test_accuracy']:>9.4f} {wait}")
+    return rows, "\n".join(lines) + "\n"
+
+
 def _covered_seconds(spans: Sequence[Span]) -> float:
     """Length of the union of the spans' intervals."""
     intervals = sorted((span.start, span.end) for span in spans)
@@ -651,6 +705,66 @@ def _stage_names(spans: Sequence[Span]) -> list[str]:
 
 
 # --------------------------------------------------------------------------- drawing
+
+
+def _label_text(values) -> str:
+    """Indexes as a short label: ``[0, 1, 2, 3, 8]`` -> ``"0–3,8"``.
+
+    More than two runs (a shuffled batch, say) become ``"lowest…highest (count)"``.
+    """
+    values = sorted(set(values))
+    runs = []
+    for value in values:
+        if runs and value == runs[-1][1] + 1:
+            runs[-1][1] = value
+        else:
+            runs.append([value, value])
+    if len(runs) > 2:
+        return f"{values[0]}…{values[-1]} ({len(values)})"
+    return ",".join(str(first) if first == last else f"{first}–{last}" for first, last in runs)
+
+
+def _one_run(examples: np.ndarray) -> bool:
+    """Whether a batch's ``(source, epoch, index)`` tags are consecutive examples of one source pass."""
+    indexes = np.sort(examples[:, 2])
+    return bool(len(np.unique(examples[:, :2], axis=0)) == 1 and np.all(np.diff(indexes) == 1))
+
+
+def _index_labels(spans: Sequence[Span], origin: float, seconds_per_point: float,
+                  row_of: dict[str, int]) -> list[tuple[float, int, str]]:
+    """``(x, row, text)`` for the index labels, neighbours that would overlap merged into one.
+
+    A span's label is its index (the batch number for trainer spans), or for a span
+    that covers a batch without an index (a batch-wise Map, a block Read) the range of
+    its examples' indexes, if they are consecutive examples of one source (a shuffled
+    batch gets no label). Within a row, a label that would start less than the
+    previous label's width (estimated at 0.6 of the font size per character, plus a
+    gap) after it joins that label instead.
+    """
+    by_row: dict[str, list[tuple[float, list[int]]]] = {}
+    for span in spans:
+        if span.index >= 0:
+            values = [span.index]
+        elif span.examples is not None and len(span.examples) and _one_run(span.examples):
+            values = [int(value) for value in span.examples[:, 2]]
+        else:
+            continue  # no index, or a shuffled batch: its examples' indexes would say nothing
+        by_row.setdefault(span.stage, []).append((span.start - origin, values))
+    labels = []
+    for stage, items in by_row.items():
+        clusters: list[list] = []  # [x, set of values, text]
+        for x, values in sorted(items, key=lambda item: item[0]):
+            if clusters:
+                last = clusters[-1]
+                width = (0.6 * _LABEL_POINTS * len(last[2]) + 3) * seconds_per_point
+                if x < last[0] + width:
+                    last[1].update(values)
+                    last[2] = _label_text(last[1])
+                    continue
+            clusters.append([x, set(values), _label_text(values)])
+        labels.extend((x, row_of[stage], text) for x, _, text in clusters)
+    return labels
+
 
 
 def draw_timeline(
@@ -726,10 +840,11 @@ def draw_timeline(
                 axis.broken_barh(bars, (row - 0.4, 0.8), facecolors=colours(epoch % 10),
                                  alpha=0.6, linewidth=0, label=label)
         if annotate and len(spans) <= _ANNOTATE_LIMIT:
-            for span in spans:
-                if span.index >= 0:
-                    axis.text(span.start - origin, row_of[span.stage], str(span.index), fontsize=6,
-                              va="center", ha="left")
+            # Labels closer than their own width would print over each other ("0123"):
+            # neighbours in a row share one label, "0–3", placed at the first of them.
+            axis_points = figure.get_figwidth() * 72 * axis.get_position().width
+            for x, row, text in _index_labels(spans, origin, x_limit / axis_points, row_of):
+                axis.text(x, row, text, fontsize=_LABEL_POINTS, va="center", ha="left")
         elif annotate:
             axis.text(1.0, 1.01, f"{len(spans):,} spans: index labels left out", fontsize=8,
                       ha="right", va="bottom", transform=axis.transAxes)

@@ -274,3 +274,31 @@ def test_spans_behind_a_cache_carry_the_training_epoch_in_which_they_ran(tmp_pat
 def test_stage_order_puts_decode_between_read_and_map():
     spans = [timeline.Span(stage, 0.0, 1.0) for stage in ("Map", "Custom", "Decode", "Read", "Train")]
     assert list(timeline.summarize(spans)["stages"]) == ["Read", "Decode", "Map", "Train", "Custom"]
+
+
+def test_index_labels_of_close_spans_merge_into_one_range_and_far_ones_stay_apart():
+    """The lab's test_batch picture: reads 0-7 start within microseconds; their labels must not overprint."""
+    spans = [timeline.Span("Read", 0.004 + 1e-6 * index, 1e-6, 0, 0, index) for index in range(8)]
+    spans += [timeline.Span("Read", 0.105 + 1e-6 * index, 1e-6, 0, 0, index) for index in range(8, 12)]
+    batch = np.array([[0, 0, index] for index in range(4)])
+    spans += [timeline.Span("Map", 0.004, 1e-4, 0, 0, -1, batch, 0)]  # batch-wise: labelled by its examples
+    shuffled = np.array([[0, 0, 7], [1, 0, 2], [0, 0, 30]])
+    spans += [timeline.Span("Map", 0.2, 1e-4, 0, 0, -1, shuffled, 0)]  # a shuffled batch: no label
+    spans += [timeline.Span("Train", 0.005 + 0.1 * step, 0.1, 0, 0, step) for step in range(3)]
+    row_of = {"Read": 0, "Map": 1, "Train": 2}
+    labels = timeline._index_labels(spans, 0.0, seconds_per_point=0.31 / 780, row_of=row_of)
+    assert sorted((row, text) for _, row, text in labels) == [
+        (0, "0–7"), (0, "8–11"), (1, "0–3"), (2, "0"), (2, "1"), (2, "2")]
+    # Shuffled indexes that run together say how many they are, not a long list.
+    assert timeline._label_text([5, 1, 9, 3]) == "1…9 (4)"
+    assert timeline._label_text([0, 1, 2, 3, 8]) == "0–3,8"
+
+
+def test_compare_makes_one_row_and_one_table_line_per_pipeline():
+    epochs = [{"seconds": 2.0, "train_seconds": 1.5, "train_images": 300, "test_accuracy": 0.25}]
+    stages = {"Open": {"epochs": [0]}, "Map": {"epochs": [0, 1]}}
+    rows, text = timeline.compare({"naive": {"seconds": 2.0, "epochs": epochs,
+                                             "timeline": {"stages": stages, "input_wait_share": 0.5}}})
+    assert rows == [{"pipeline": "naive", "total_s": 2.0, "epoch_s": [2.0], "images_per_s": 200.0,
+                     "test_accuracy": 0.25, "input_wait_share": 0.5, "pipeline_stages_after_epoch_1": ["Map"]}]
+    assert text.splitlines()[2].split() == ["naive", "2.0", "2.0", "200", "0.2500", "50.0%"]

@@ -201,6 +201,9 @@ class Run:
             self.out = Path(tempfile.mkdtemp(prefix=f"{script}-worker-"))
             print(f"not the chief worker: outputs and checkpoints go to {self.out} (deleted at the end)")
         self.out.mkdir(parents=True, exist_ok=True)
+        # A kill -9 during a write leaves atomic_path's temporary file behind: never an output.
+        for leftover in self.out.rglob(".*.partial"):
+            leftover.unlink(missing_ok=True)
         self.current_part: str | None = None
         self.resumed_parts: list[str] = []
         previous = _read_json_or_none(self.out / RUN_STATE)
@@ -436,6 +439,19 @@ def _install_interrupt_handlers(run: Run) -> None:
         previous_hook(exc_type, exc, tb)
 
     sys.excepthook = hook
+
+    # Ctrl-C can land while Python runs a __del__ method or a weakref callback (garbage
+    # collection inside any library); Python then prints "Exception ignored in ..." and
+    # carries on, and the run would finish as if nothing happened. Such an ignored
+    # KeyboardInterrupt or SIGTERM still stops the run, the same way.
+    previous_unraisable = sys.unraisablehook
+
+    def unraisable(info):
+        if info.exc_type is not None and issubclass(info.exc_type, (KeyboardInterrupt, _Terminated)):
+            hook(info.exc_type, info.exc_value, info.exc_traceback)
+        previous_unraisable(info)
+
+    sys.unraisablehook = unraisable
 
 
 def _mark_stopped_cells(run: Run) -> None:

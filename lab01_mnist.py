@@ -22,7 +22,7 @@ Run: python lab01_mnist.py --epochs 1 --limit 2000   (a quick run, ~10 s)
 ARGS = ""
 
 # %%
-from common import cli, report
+from common import cli, datasets, report
 
 cli.quiet_tensorflow()
 parser = cli.make_parser(__doc__, epochs=5, batch_size=32, out="outputs/lab01")
@@ -31,11 +31,12 @@ parser.add_argument("--dataset", choices=["mnist", "fashion_mnist"], default="mn
 parser.add_argument("--dropout", type=cli.rate, default=0.5,
                     help="dropout rate before the CNN's readout layer (lab: 0.5)")
 config = cli.parse(parser, ARGS)
+datasets.check_limit(config.dataset, config.limit, global_batch=config.batch_size)  # before any data is read
 run = report.Run(config, "lab01")
 
 import numpy as np  # after the flags, so --help answers at once
 
-from common import datasets, models, plots, training  # these import TensorFlow
+from common import models, plots, training  # these import TensorFlow
 
 # %% [markdown]
 # ## Load and normalise the data

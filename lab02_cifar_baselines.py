@@ -34,7 +34,7 @@ ARGS = ""
 # %%
 import time
 
-from common import cli, report
+from common import cli, datasets, report
 
 parser = cli.make_parser(__doc__, epochs=None, batch_size=None, out="outputs/lab02")
 parser.add_argument(
@@ -43,6 +43,7 @@ parser.add_argument(
     "C=10) (minutes on all of CIFAR-10; fine with --limit); both: train and compare the two",
 )
 config = cli.parse(parser, ARGS)
+datasets.check_limit("cifar10", config.limit)  # before any data is read
 run = report.Run(config, "lab02")
 
 import matplotlib.pyplot as plt  # the libraries after the flags, so --help answers at once
@@ -53,7 +54,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from sklearn.svm import SVC
 
-from common import datasets, hog, plots
+from common import hog, plots
 from common.errors import UserError
 
 KNN_NEIGHBORS = 11  # the lab's k

@@ -42,16 +42,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import cli, report
+from common import cli, datasets, report
 
 cli.quiet_tensorflow()
 PIPELINES = ["naive", "optimized", "in_memory", "list_files", "image_dataset_from_directory"]
-parser = cli.make_parser(
-    __doc__, epochs=2, batch_size=64, out="outputs/lab04",
-    limit_help="use about this many training images for a quick run: the first LIMIT/5 rows of each of the "
-    "5 training batch files, and LIMIT/5 test rows (the batch files are already shuffled, so every class "
-    "appears; not exactly stratified)",
-)
+parser = cli.make_parser(__doc__, epochs=2, batch_size=64, out="outputs/lab04")
 parser.add_argument("--pipelines", nargs="+", choices=PIPELINES, default=PIPELINES, metavar="PIPELINE",
                     help=f"which pipelines to run, space-separated, from {' '.join(PIPELINES)} (default: all; "
                     "naive is the slow one)")
@@ -64,6 +59,7 @@ parser.add_argument("--shuffle-buffer", type=cli.positive_int, default=10_000,
 parser.add_argument("--practical-batches", type=cli.positive_int, default=50,
                     help="batches to time in the 'in practical use' section (default: 50)")
 config = cli.parse(parser, ARGS)
+datasets.check_limit("cifar10", config.limit, global_batch=config.batch_size)  # before any data is read
 run = report.Run(config, "lab04")
 
 import keras  # TensorFlow after the flags, so --help answers at once
@@ -72,7 +68,7 @@ import numpy as np
 import tensorflow as tf
 from matplotlib.ticker import MaxNLocator
 
-from common import augment, datasets, models, plots, timeline
+from common import augment, models, plots, timeline
 from common.errors import UserError
 
 keras.utils.set_random_seed(config.seed)
@@ -219,14 +215,13 @@ run.save_figure(figure, "shuffle_repeat.png")
 # its 8268 s naive run).
 
 # %%
-batches = datasets.cifar10_batches(config.data, config.data_dir, config.seed)
+# With --limit N the batch files hold N training images (stratified) and a
+# proportional share of the test images, in the same five-plus-one layout.
+batches = datasets.cifar10_batches(config.data, config.data_dir, config.seed, limit=config.limit)
 class_names = batches.class_names
 CIFAR = "the CIFAR-10 stand-in" if batches.is_standin else "CIFAR-10"  # for figure titles
-# --limit keeps a share of every file: limit/5 training rows per batch file and
-# limit/5 test rows (CIFAR-10's 5:1 train:test ratio).
-rows_per_file = None if config.limit is None else max(config.batch_size, -(-config.limit // 5))
 print(f"CIFAR-10 batches from {batches.source}: {[path.name for path in batches.train_files]} "
-      f"+ {batches.test_files[0].name}" + (f", {rows_per_file} rows each" if rows_per_file else ""))
+      f"+ {batches.test_files[0].name}")
 IMAGE_SPEC = (tf.TensorSpec((32, 32, 3), tf.uint8), tf.TensorSpec((), tf.int64))
 train_files = [str(path) for path in batches.train_files]
 test_files = [str(path) for path in batches.test_files]
@@ -235,7 +230,7 @@ test_files = [str(path) for path in batches.test_files]
 def open_examples(path):
     """Unpickle one batch file; its items are (row (3072,), label) pairs, one per image."""
     rows, labels = datasets.read_cifar10_batch(path)
-    return list(zip(rows[:rows_per_file], labels[:rows_per_file], strict=True))
+    return list(zip(rows, labels, strict=True))
 
 
 def read_example(item):
@@ -250,7 +245,6 @@ BLOCK_ROWS = 1000
 def open_blocks(path):
     """Unpickle one batch file; its items are blocks of BLOCK_ROWS rows, read at once."""
     rows, labels = datasets.read_cifar10_batch(path)
-    rows, labels = rows[:rows_per_file], labels[:rows_per_file]
     return [(rows[start:start + BLOCK_ROWS], labels[start:start + BLOCK_ROWS])
             for start in range(0, len(rows), BLOCK_ROWS)]
 
@@ -264,22 +258,10 @@ def read_block(item):
 def rows_in_batch_file(path):
     """Read one batch file now and count its rows: a damaged file fails here, clearly,
     rather than inside a tf.data worker thread."""
-    try:
-        return len(datasets.read_cifar10_batch(path)[1])
-    except UserError as error:  # its advice ("Delete it ...") suits the cache, never a user's own folder
-        reason = str(error).split(" Delete it")[0].rstrip(".")
-        if batches.path.resolve().is_relative_to(datasets.cache_dir().resolve()):
-            advice = f"{batches.path} is a cache folder this course wrote: delete it and run again to rebuild it"
-        else:
-            advice = (f"{batches.path} is your data folder: put a good copy of {Path(path).name} there (extract "
-                      "cifar-10-python.tar.gz again), or pass --data-dir the archive itself")
-        raise UserError(f"{reason}. {advice}.") from None
+    return len(datasets.read_cifar10_batch(path)[1])
 
 
-# The rows each file gives the pipelines: all of them, or the first rows_per_file (--limit).
 rows_used = {path: rows_in_batch_file(path) for path in train_files + test_files}
-if rows_per_file is not None:
-    rows_used = {path: min(rows, rows_per_file) for path, rows in rows_used.items()}
 
 # %% [markdown]
 # Every element is `(image, label, tag)`; the tag `(source, epoch, index)` says which
@@ -681,8 +663,7 @@ practical["image_dataset_from_directory"] = time_batches(
 
 # %%
 metrics = {
-    "data": batches.describe() | {"rows_per_file": rows_per_file,
-                                  "train_rows": sum(rows_used[path] for path in train_files),
+    "data": batches.describe() | {"train_rows": sum(rows_used[path] for path in train_files),
                                   "test_rows": sum(rows_used[path] for path in test_files)},
     "settings": {"epochs": config.epochs, "batch_size": config.batch_size,
                  "shuffle_buffer": config.shuffle_buffer, "cache": config.cache, "pipelines": config.pipelines},

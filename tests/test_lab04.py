@@ -128,7 +128,7 @@ def test_a_complete_run_writes_every_output_and_marks_the_standin(complete):
     assert "Teardown (deleting the epochs' finished iterators)" in result.stdout
     assert set(metrics["practical_images_per_second"]) == set(PARTS[2:])
     # The image folder for the file pipelines is data, written once into the cache, not an output.
-    assert "wrote 200 PNG files" in result.stdout and "(later runs reuse them)" in result.stdout
+    assert re.search(r"wrote \d+ PNG files", result.stdout) and "(later runs reuse them)" in result.stdout
     assert set(json.loads((out / "run.json").read_text())["files"]) == _files(out) - {"run.json"}
 
 
@@ -219,7 +219,7 @@ def test_lab04_a_truncated_batch_file_fails_up_front_without_deleting_advice(tmp
     (data / "data_batch_2").write_bytes(good[: len(good) // 3])
     result = _run("--data-dir", str(data), "--epochs", "1", "--out", str(tmp_path / "out"), timeout=120)
     assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
-    assert "data_batch_2" in result.stderr and "your data folder" in result.stderr
+    assert "data_batch_2" in result.stderr and "expected a pickled dict" in result.stderr
     assert "delete" not in result.stderr.lower()  # never advise deleting the user's own data
     assert "Traceback" not in result.stderr
 

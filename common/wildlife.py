@@ -112,16 +112,16 @@ def load(data: str, data_dir: Path | None, *, limit: int | None = None, seed: in
     """
     import tfrecord_tools
 
+    from common import report
+
     root, is_standin, why = _find_root(data, data_dir, limit, seed)
     if is_standin:
-        from common import report
-
         report.banner(f"OFFLINE STAND-IN for Oregon Wildlife, not the real photos\nwhy: {why}\n"
                       f"data: {root} (generated shapes; 2 broken files on purpose)\n"
                       "Accuracies and timings are not the lab's. Use --data-dir oregon_wildlife for the real data.")
     print(f"data root: {root}")
     try:
-        scan = tfrecord_tools.scan_images(root, workers=workers, progress=True)
+        scan = tfrecord_tools.scan_images(root, workers=workers, progress=report.interactive())
     except tfrecord_tools.TFRecordToolsError as error:
         raise UserError(f"cannot use --data-dir {root}: {error}") from None
     print("classes:")
@@ -155,7 +155,7 @@ def load(data: str, data_dir: Path | None, *, limit: int | None = None, seed: in
 
 def _find_root(data, data_dir, limit, seed):
     """``(folder, is_standin, why)``: where the class folders are."""
-    if data_dir is not None and not data_dir.is_dir():
+    if data_dir is not None and data_dir.exists() and not data_dir.is_dir():
         raise UserError(f"--data-dir {data_dir} is a file; expected the folder that holds one folder of "
                         "images per class (the unzipped oregon_wildlife/)")
     if data != "standin":

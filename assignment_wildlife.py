@@ -9,7 +9,7 @@ run draws a timeline; results.md compares them and analysis.md answers the lab's
 Result: naive 42.5 s (43% input wait), augmentation 94.7 s (75%), optimized 31.6 s (3.4%),
 TFRecord 30.5 s (2.7%), test accuracy 0.23-0.28 (chance 0.10): small_cnn, 3 epochs, 2,400
 train / 600 test CIFAR-10 photos upscaled to 300x300, 2 CPU cores (AMD EPYC), quiet machine.
-Run: python assignment_wildlife.py --limit 200 --epochs 2   (a quick run on the stand-in, ~2 min)
+Run: python assignment_wildlife.py --limit 200 --epochs 2   (a quick run on the stand-in, ~1 min)
 Check: python assignment_wildlife.py --check   (a quick run, then the rubric, pass or fail)
 
 The lab's model is VGG16 (ImageNet weights, frozen) under a Flatten/Dense head, trained
@@ -33,8 +33,10 @@ Without --data-dir (and no ./oregon_wildlife folder) a stand-in of generated pho
 ARGS = ""
 
 # %%
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 from common import cli, report
 from common.errors import UserError
@@ -319,21 +321,22 @@ def optimized_pipeline(recorder):
 # `SRC/test/<class>/` (links to the photos), and the tool keeps a split folder as it is.
 
 # %%
-TFRECORD_DIR = run.path("tfrecords/dataset.json").parent
+TFRECORD_DIR = (run.out / "tfrecords").resolve()
+TOOL = [sys.executable, "-m", "tfrecord_tools"]
+TOOL_FOLDER = Path(tfrecord_tools.__file__).resolve().parent.parent  # run the tool from where it is
 
 
 def write_tfrecords(split_folder, tfrecord_folder):
     # TODO 4: the TFRecords. Write them with the command line, in a subprocess, as you would type it:
-    # `subprocess.run([sys.executable, "-m", "tfrecord_tools", ...], check=True)`:
+    # `subprocess.run([*TOOL, ...], check=True, cwd=TOOL_FOLDER)` (TOOL is `python -m tfrecord_tools`):
     # - `write SRC OUT --seed SEED --overwrite` with SRC = split_folder, OUT = tfrecord_folder and
     #   SEED = config.seed (add `--workers N` when config.workers is set);
     # - then `verify OUT`, which re-reads every shard and decodes every image.
     ### BEGIN SOLUTION
-    tool = [sys.executable, "-m", "tfrecord_tools"]
     workers = ["--workers", str(config.workers)] if config.workers else []
-    subprocess.run([*tool, "write", str(split_folder), str(tfrecord_folder), "--seed", str(config.seed),
-                    "--overwrite", *workers], check=True)
-    subprocess.run([*tool, "verify", str(tfrecord_folder), *workers], check=True)
+    subprocess.run([*TOOL, "write", str(split_folder), str(tfrecord_folder), "--seed", str(config.seed),
+                    "--overwrite", *workers], check=True, cwd=TOOL_FOLDER)
+    subprocess.run([*TOOL, "verify", str(tfrecord_folder), *workers], check=True, cwd=TOOL_FOLDER)
     ### END SOLUTION
 
 
@@ -341,8 +344,9 @@ tfrecords = run.finished("tfrecords") if "tfrecord" in config.pipelines else Non
 tfrecords_todo = None
 if tfrecords is None and "tfrecord" in config.pipelines:
     clock = report.Stopwatch()
+    shutil.rmtree(TFRECORD_DIR, ignore_errors=True)  # an interrupted write's shards: start them over
     try:
-        write_tfrecords(wildlife.link_split(data, run.backup_dir("tfrecords") / "split"), TFRECORD_DIR)
+        write_tfrecords(wildlife.link_split(data, run.backup_dir("tfrecords").resolve() / "split"), TFRECORD_DIR)
     except NotImplementedError as todo:
         tfrecords_todo = assignment_check.todo_name(todo, "TODO 4: the TFRecords")
         run.skip("tfrecords", f"{tfrecords_todo} is not written yet")
@@ -350,6 +354,8 @@ if tfrecords is None and "tfrecord" in config.pipelines:
         raise UserError(f"writing the TFRecords into {TFRECORD_DIR} failed: {' '.join(error.cmd[1:])} exited "
                         f"with status {error.returncode} (its message is above)") from None
     else:
+        for written in sorted(TFRECORD_DIR.iterdir()):
+            run.path(f"tfrecords/{written.name}")  # into the manifest
         totals = tfrecord_tools.read_sidecar(TFRECORD_DIR)["totals"]
         tfrecords = run.complete("tfrecords", {
             "images": totals["images"], "shards": totals["shards"], "bytes": totals["bytes"],
@@ -397,52 +403,7 @@ build_pipeline = {"naive": naive_pipeline, "augmentation": augmentation_pipeline
 # and each ImageNet backbone gets the input scaling it was trained with.
 
 # %%
-
-
-class CaffePreprocess(keras.layers.Layer):
-    """VGG16's ImageNet input: [0, 1] RGB -> 0-255 BGR minus the ImageNet mean pixel."""
-
-    def call(self, images):
-        bgr = keras.ops.flip(images, axis=-1) * 255.0
-        return bgr - keras.ops.convert_to_tensor([103.939, 116.779, 123.68], dtype=images.dtype)
-
-
-def small_cnn(inputs):
-    """A light convolutional feature extractor for CPUs: 4 conv blocks, 32x downsampling."""
-    x = keras.layers.Conv2D(16, 5, strides=2, padding="same", activation="relu")(inputs)
-    for filters in (32, 64, 128):
-        x = keras.layers.MaxPooling2D(2)(x)
-        # Keras' default momentum 0.99 needs hundreds of steps before the test-time statistics fit.
-        x = keras.layers.BatchNormalization(momentum=0.9)(x)
-        x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
-    return keras.layers.MaxPooling2D(2)(x)
-
-
-def build_model(backbone, weights, head, classes):
-    """Backbone + the lab's dense head, softmax output; input (CROP_SIZE, CROP_SIZE, 3) in [0, 1]."""
-    inputs = keras.Input((CROP_SIZE, CROP_SIZE, 3))
-    shape, keras_weights = (CROP_SIZE, CROP_SIZE, 3), "imagenet" if weights == "imagenet" else None
-    if backbone == "small_cnn":
-        features = small_cnn(inputs)
-    elif backbone == "vgg16":
-        base = keras.applications.VGG16(include_top=False, weights=keras_weights, input_shape=shape)
-        base.trainable = weights != "imagenet"  # the lab freezes the pretrained layers
-        features = base(CaffePreprocess()(inputs))
-    else:
-        base = keras.applications.MobileNetV3Small(include_top=False, weights=keras_weights, input_shape=shape,
-                                                   include_preprocessing=True)  # expects 0-255
-        base.trainable = weights != "imagenet"
-        features = base(keras.layers.Rescaling(255.0)(inputs))
-    x = keras.layers.Flatten()(features) if head == "flatten" else keras.layers.GlobalAveragePooling2D()(features)
-    x = keras.layers.Dense(4096, activation="relu")(x)
-    x = keras.layers.Dropout(0.5)(x)
-    x = keras.layers.Dense(1024, activation="relu")(x)
-    x = keras.layers.Dropout(0.5)(x)
-    outputs = keras.layers.Dense(classes, activation="softmax")(x)
-    return keras.Model(inputs, outputs, name=f"wild_model_{backbone}_{head}")
-
-
-wild_model = build_model(config.backbone, weights, head, len(label_names))
+wild_model = wildlife.build_model(config.backbone, weights, head, len(label_names), CROP_SIZE)
 wild_model.summary(line_length=100)
 trainable_parameters = int(sum(np.prod(variable.shape) for variable in wild_model.trainable_weights))
 initial_weights = run.path("initial.weights.h5")  # every pipeline trains from the same start

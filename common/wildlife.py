@@ -331,6 +331,64 @@ def label_counts(*datasets_) -> list[dict[int, int]]:
 
 
 # ---------------------------------------------------------------------------
+# The lab's model
+
+
+def build_model(backbone: str, weights: str, head: str, classes: int, crop_size: int):
+    """The lab's classifier: a backbone under its dense head, softmax output; input (crop, crop, 3) in [0, 1].
+
+    Parameters
+    ----------
+    backbone : {"small_cnn", "mobilenet_v3_small", "vgg16"}
+        ``vgg16`` is the lab's (ImageNet weights, frozen); ``small_cnn`` a light
+        4-convolution CNN from scratch, for CPUs.
+    weights : {"imagenet", "none"}
+    head : {"flatten", "gap"}
+        ``flatten`` is the lab's Flatten + Dense 4096/1024; ``gap`` puts
+        GlobalAveragePooling before the same Dense layers.
+    classes, crop_size : int
+    """
+    import keras
+
+    class CaffePreprocess(keras.layers.Layer):
+        """VGG16's ImageNet input: [0, 1] RGB -> 0-255 BGR minus the ImageNet mean pixel."""
+
+        def call(self, images):
+            bgr = keras.ops.flip(images, axis=-1) * 255.0
+            return bgr - keras.ops.convert_to_tensor([103.939, 116.779, 123.68], dtype=images.dtype)
+
+    def small_cnn(inputs):
+        x = keras.layers.Conv2D(16, 5, strides=2, padding="same", activation="relu")(inputs)
+        for filters in (32, 64, 128):
+            x = keras.layers.MaxPooling2D(2)(x)
+            # Keras' default momentum 0.99 needs hundreds of steps before the test-time statistics fit.
+            x = keras.layers.BatchNormalization(momentum=0.9)(x)
+            x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
+        return keras.layers.MaxPooling2D(2)(x)
+
+    inputs = keras.Input((crop_size, crop_size, 3))
+    shape, keras_weights = (crop_size, crop_size, 3), "imagenet" if weights == "imagenet" else None
+    if backbone == "small_cnn":
+        features = small_cnn(inputs)
+    elif backbone == "vgg16":
+        base = keras.applications.VGG16(include_top=False, weights=keras_weights, input_shape=shape)
+        base.trainable = weights != "imagenet"  # the lab freezes the pretrained layers
+        features = base(CaffePreprocess()(inputs))
+    else:
+        base = keras.applications.MobileNetV3Small(include_top=False, weights=keras_weights, input_shape=shape,
+                                                   include_preprocessing=True)  # expects 0-255
+        base.trainable = weights != "imagenet"
+        features = base(keras.layers.Rescaling(255.0)(inputs))
+    x = keras.layers.Flatten()(features) if head == "flatten" else keras.layers.GlobalAveragePooling2D()(features)
+    x = keras.layers.Dense(4096, activation="relu")(x)
+    x = keras.layers.Dropout(0.5)(x)
+    x = keras.layers.Dense(1024, activation="relu")(x)
+    x = keras.layers.Dropout(0.5)(x)
+    outputs = keras.layers.Dense(classes, activation="softmax")(x)
+    return keras.Model(inputs, outputs, name=f"wild_model_{backbone}_{head}")
+
+
+# ---------------------------------------------------------------------------
 # ImageNet weights
 
 

@@ -71,6 +71,8 @@ config = cli.parse(parser, ARGS)
 if config.check:  # the rubric: common/assignment_check.py
     from common import assignment_check
 
+    if "__file__" not in globals():
+        raise UserError("--check runs the script file: use it from a terminal, python assignment_wildlife.py --check")
     sys.exit(assignment_check.run_check(
         __file__, config, out=config.out if str(config.out) != DEFAULT_OUT else assignment_check.CHECK_OUT))
 if not 32 <= config.crop_size <= config.image_size:

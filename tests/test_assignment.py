@@ -191,8 +191,10 @@ def wait_for_part(out, part, process, timeout=240):
 
 
 def start(out, keras_home):
+    # A shell's background job ignores SIGINT, and a child inherits that: give the script the default back.
     return subprocess.Popen([sys.executable, SCRIPT, *TINY, "--out", str(out)], cwd=REPO_ROOT, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
                             env={**os.environ, "KERAS_HOME": str(keras_home)})
 
 

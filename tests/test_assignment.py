@@ -1,32 +1,36 @@
-"""assignment_wildlife.py run as a subprocess on its generated stand-in, with tiny settings.
+"""assignment_wildlife.py as a solution and as the student's starter, run as subprocesses on the stand-in.
 
-One module-scoped run with all four pipelines (1 epoch, 64 px images) feeds the
-output checks; a second run (optimized pipeline only, more epochs) checks that the
-fixed loss learns and that the same seed gives the same split.
+One module-scoped ``--check`` run of the solution (all four pipelines, the check's own
+quick settings) serves the output, split and rubric assertions; one ``--check`` run of
+the generated starter serves the handout assertions; one tiny run, interrupted with
+Ctrl-C and then with kill -9 and resumed, serves the resume assertions.
 """
 
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
+from common import assignment_check
+from common.solution import handout
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = "assignment_wildlife.py"
-PIPELINES = ("naive", "augmentation", "optimized", "tfrecord")
-LIMIT = 160
-TINY = ["--data", "standin", "--limit", str(LIMIT), "--image-size", "64", "--crop-size", "48",
+PIPELINES = assignment_check.PIPELINES
+TINY = ["--data", "standin", "--limit", "100", "--epochs", "2", "--image-size", "64", "--crop-size", "48",
         "--batch-size", "16", "--workers", "1"]
 
 
-def run_script(out, *arguments, keras_home=None, timeout=300):
-    environment = None if keras_home is None else {**os.environ, "KERAS_HOME": str(keras_home)}
-    return subprocess.run([sys.executable, SCRIPT, *arguments, "--out", str(out)], cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=timeout, env=environment)
+def run_script(folder, *arguments, keras_home, timeout=400):
+    return subprocess.run([sys.executable, SCRIPT, *arguments], cwd=folder, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, "KERAS_HOME": str(keras_home)})
 
 
 def read_csv(path):
@@ -35,186 +39,217 @@ def read_csv(path):
     return [row["img_path"] for row in rows], [int(row["label"]) for row in rows]
 
 
+def files_under(folder):
+    return sorted(str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file())
+
+
 @pytest.fixture(scope="module")
 def keras_home(tmp_path_factory):
-    """One Keras cache for the module, so the stand-in photos are generated once."""
+    """One Keras cache for the module, so each stand-in size is generated once."""
     return tmp_path_factory.mktemp("assignment_keras_home")
 
 
 @pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory, keras_home):
-    out = tmp_path_factory.mktemp("assignment_smoke")
-    result = run_script(out, *TINY, "--epochs", "1", keras_home=keras_home)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+def solution_check(tmp_path_factory, keras_home):
+    out = tmp_path_factory.mktemp("solution_check")
+    result = run_script(REPO_ROOT, "--check", "--out", str(out), keras_home=keras_home)
     return out, result
 
 
+@pytest.fixture(scope="module")
+def starter(tmp_path_factory, keras_home):
+    folder, zip_path = handout.make_handout(tmp_path_factory.mktemp("handout") / "wildlife_assignment")
+    out = folder / "check_out"
+    result = run_script(folder, "--check", "--out", str(out), keras_home=keras_home)
+    return folder, zip_path, out, result
+
+
 @pytest.mark.slow
-def test_writes_every_output(smoke_run):
-    out, result = smoke_run
+def test_solution_runs_all_four_pipelines_and_passes_its_own_check(solution_check):
+    out, result = solution_check
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-3000:]
+    rubric = result.stdout[result.stdout.index("assignment check of"):]
+    assert "FAIL" not in rubric and rubric.strip().splitlines()[-1] == "11 of 11 pass"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["status"] == "complete" and metrics["skipped"] == {}
+    assert all(metrics["parts"][name] == "complete" for name in (*PIPELINES, "tfrecords"))
+    epochs = int(assignment_check.QUICK_FLAGS[assignment_check.QUICK_FLAGS.index("--epochs") + 1])
+    for name in PIPELINES:
+        assert len(metrics["results"][name]["epochs"]) == epochs
+        assert 0.0 <= metrics["results"][name]["input_wait_share"] <= 1.0
+    assert {"Read", "Map", "Train", "Test", "Epoch"} <= set(metrics["results"]["naive"]["stages"])
+    # The lab's loss (from_logits=True on softmax outputs) can never go below -1 + ln(e + 9) = 1.46;
+    # the fixed loss must, on the easy stand-in, in 3 epochs.
+    final_losses = [metrics["results"][name]["epochs"][-1]["train_loss"] for name in PIPELINES]
+    assert min(final_losses) < 1.46 and all(loss < 2.3 for loss in final_losses), final_losses
+    assert "Decode" in metrics["results"]["optimized"]["stages"]
+
+
+@pytest.mark.slow
+def test_solution_writes_every_output_and_marks_the_stand_in(solution_check):
+    out, result = solution_check
     expected = ["train.csv", "test.csv", "samples.png", "augmentation_examples.png", "results.md", "analysis.md",
-                "metrics.json", "initial.weights.h5", "tfrecords/dataset.json"]
+                "metrics.json", "run.json", "initial.weights.h5", "tfrecords/dataset.json"]
     expected += [f"timeline_{name}.png" for name in PIPELINES]
     for name in expected:
-        path = out / name
-        assert path.is_file() and path.stat().st_size > 0, name
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     for name in [name for name in expected if name.endswith(".png")]:
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+    assert not list(out.rglob("*.partial*")) and not (out / ".resume").exists()
     assert "OFFLINE STAND-IN" in result.stdout
-    assert result.stdout.strip().splitlines()[-1].startswith("assignment_wildlife | naive_s=")
-    assert not list(out.glob(".*partial*"))  # no half-written file left behind
-
+    summary = [line for line in result.stdout.splitlines() if line.startswith("assignment_wildlife")][-1]
+    assert summary.startswith("assignment_wildlife (stand-in data) | naive_s=")
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["data"]["is_standin"] is True
-    assert metrics["config"]["pipelines"] == list(PIPELINES)
-    for name in PIPELINES:
-        result_row = metrics["results"][name]
-        assert len(result_row["epochs"]) == 1
-        assert 0.0 <= result_row["test_accuracy"] <= 1.0
-        assert result_row["images_per_second"] > 0
-        assert 0.0 <= result_row["input_wait_share"] <= 1.0
-    # The naive pipeline reads and maps in Python: its timeline has Read and Map spans.
-    assert {"Read", "Map", "Train", "Test", "Epoch"} <= set(metrics["results"]["naive"]["stages"])
-    assert "Decode" in metrics["results"]["optimized"]["stages"]
-    # The two broken files of the stand-in are dropped, each with a reason.
-    rejected = {Path(item["path"]).name: item["reason"] for item in metrics["data"]["rejected"]}
-    assert {"broken_truncated.jpg", "broken_not_an_image.jpg"} <= set(rejected)
-
+    assert metrics["data"]["is_standin"] is True and metrics["measured"]["is_standin"] is True
+    rejected = {Path(item["path"]).name for item in metrics["data"]["rejected"]}
+    assert {"broken_truncated.jpg", "broken_not_an_image.jpg"} <= rejected
     analysis = (out / "analysis.md").read_text()
-    for heading in ("## Bottleneck", "## Augmentation and accuracy", "## What the optimisations did to time",
-                    "## What TFRecords did to time"):
-        assert heading in analysis
-    assert "| naive |" in analysis and "| tfrecord |" in analysis
-    assert analysis.strip() in result.stdout
+    assert "(stand-in)" in analysis.splitlines()[0] and "**stand-in**" in analysis
+    for question in assignment_check.QUESTIONS.values():
+        assert f"## {question}" in analysis
+    assert "Not answered yet" not in analysis and "| tfrecord |" in analysis
+    # The analysis quotes the run's own numbers.
+    naive = metrics["measured"]["pipelines"]["naive"]
+    assert f"{100 * naive['input_wait_share']:.0f}%" in metrics["answers"]["bottleneck"]
 
 
 @pytest.mark.slow
-def test_split_is_stratified_and_matches_csv_and_tfrecords(smoke_run):
-    out, _ = smoke_run
+def test_split_is_stratified_and_the_tfrecords_hold_the_same_split(solution_check):
+    out, _ = solution_check
     metrics = json.loads((out / "metrics.json").read_text())
     class_names = metrics["data"]["class_names"]
     train_paths, train_labels = read_csv(out / "train.csv")
     test_paths, test_labels = read_csv(out / "test.csv")
-    assert len(train_paths) == LIMIT == metrics["data"]["train_images"]
-    assert len(test_paths) == metrics["data"]["test_images"]
+    assert len(train_paths) == metrics["data"]["train_images"] == metrics["data"]["limit"]
     assert not set(train_paths) & set(test_paths)
-    for paths, labels in ((train_paths, train_labels), (test_paths, test_labels)):
-        for path, label in zip(paths, labels, strict=True):
-            assert Path(path).is_file()
-            assert Path(path).parent.name == class_names[label]  # label map from sorted class names
-    # Stratified: every class has its share in both halves (the stand-in is balanced).
-    train_counts, test_counts = Counter(train_labels), Counter(test_labels)
-    assert set(train_counts) == set(test_counts) == set(range(len(class_names)))
-    assert max(train_counts.values()) - min(train_counts.values()) <= 1
-    assert max(test_counts.values()) - min(test_counts.values()) <= 1
-    # The TFRecords hold exactly the same split.
+    for path, label in zip(train_paths + test_paths, train_labels + test_labels, strict=True):
+        assert Path(path).parent.name == class_names[label]
+    for labels in (train_labels, test_labels):
+        counts = Counter(labels)
+        assert set(counts) == set(range(len(class_names))) and max(counts.values()) - min(counts.values()) <= 1
     sidecar = json.loads((out / "tfrecords" / "dataset.json").read_text())
     assert sidecar["label_to_index"] == {name: index for index, name in enumerate(class_names)}
     for split, labels in (("train", train_labels), ("test", test_labels)):
-        expected = {class_names[label]: count for label, count in Counter(labels).items()}
-        assert sidecar["splits"][split]["images"] == len(labels)
-        assert sidecar["splits"][split]["class_counts"] == expected
+        assert sidecar["splits"][split]["class_counts"] == {class_names[label]: count
+                                                           for label, count in Counter(labels).items()}
 
 
 @pytest.mark.slow
-def test_fixed_loss_learns_and_split_is_seeded(smoke_run, tmp_path, keras_home):
-    """The lab's loss (from_logits=True on softmax) stays at chance; ours must learn the easy stand-in."""
-    out = tmp_path / "learn"
-    result = run_script(out, *TINY, "--pipelines", "optimized", "--epochs", "8", keras_home=keras_home)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+def test_handout_holds_the_starter_and_what_it_imports_but_no_solution(starter):
+    folder, zip_path, _, _ = starter
+    assert zip_path.is_file() and zip_path.stat().st_size > 0
+    assert (folder / "requirements.txt").read_text() == (REPO_ROOT / "requirements.txt").read_text()
+    assert (folder / "tfrecord_tools" / "__main__.py").is_file() and (folder / "common" / "wildlife.py").is_file()
+    assert (folder / "common" / "assignment_check.py").is_file()
+    assert not (folder / "common" / "solution").exists()
+    readme = (folder / "README.md").read_text()
+    for needed in ("oregon-wildlife", "virtualdvid", "Kaggle login", "total img num: 7168", "--limit",
+                   "--check", "What to hand in"):
+        assert needed in readme, needed
+    solution = (REPO_ROOT / SCRIPT).read_text()
+    starter_text = (folder / SCRIPT).read_text()
+    outside = set(handout.strip_solutions(solution).splitlines())
+    only_inside = [line for line in handout.solution_lines(solution) if line not in outside]
+    assert len(only_inside) > 30
+    starter_lines = set(starter_text.splitlines())
+    assert not [line for line in only_inside if line in starter_lines]
+    assert "### BEGIN SOLUTION" not in starter_text and "common.solution" not in starter_text
+    assert starter_text.count("# YOUR CODE HERE") == 6
+    assert starter_text.count("# TODO ") == solution.count("# TODO ") == 6
+
+
+@pytest.mark.slow
+def test_starter_runs_offline_skips_what_is_not_written_and_fails_the_check(starter):
+    _, _, out, result = starter
+    assert result.returncode == 1, result.stdout[-4000:] + result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    for line in ("augmentation: skipped (TODO 2: the augmentation pipeline is not written yet)",
+                 "optimized: skipped (TODO 3: the optimized pipeline is not written yet)",
+                 "tfrecords: skipped (TODO 4: the TFRecords is not written yet)",
+                 "tfrecord: skipped (it needs TODO 4: the TFRecords)",
+                 "augmentation_examples.png: skipped (TODO 1: the augmentation map is not written yet)"):
+        assert line in result.stdout, line
+    assert (out / "timeline_naive.png").is_file()  # day one: the naive baseline and its timeline
+    analysis = (out / "analysis.md").read_text()
+    assert "| naive |" in analysis and analysis.count("Not answered yet (TODO 6)") == 5
+    rubric = result.stdout[result.stdout.index("assignment check of"):]
+    assert "PASS  naive pipeline implemented" in rubric
+    for missing in ("FAIL  augmentation pipeline implemented", "TODO 2", "FAIL  optimized pipeline implemented",
+                    "TODO 3", "FAIL  TFRecords verify", "TODO 4", "FAIL  every analysis question answered"):
+        assert missing in rubric, missing
+
+
+def wait_for_part(out, part, process, timeout=240):
+    """Wait until run.json says ``part`` finished (the run is then in a later part)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "the run ended before it could be interrupted"
+        try:
+            parts = json.loads((out / "run.json").read_text())["parts"]
+        except (OSError, ValueError, KeyError):
+            parts = {}
+        if parts.get(part, {}).get("status") == "complete":
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{part} did not finish in {timeout} s")
+
+
+def start(out, keras_home):
+    # A shell's background job ignores SIGINT, and a child inherits that: give the script the default back.
+    return subprocess.Popen([sys.executable, SCRIPT, *TINY, "--out", str(out)], cwd=REPO_ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+                            env={**os.environ, "KERAS_HOME": str(keras_home)})
+
+
+@pytest.mark.slow
+def test_ctrl_c_then_kill_9_then_a_re_run_finishes_without_recomputing_finished_pipelines(
+        tmp_path, keras_home, solution_check):
+    out = tmp_path / "resume"
+    first = start(out, keras_home)
+    wait_for_part(out, "naive", first)
+    os.killpg(first.pid, signal.SIGINT)  # Ctrl-C in a terminal: the whole process group
+    _, stderr = first.communicate(timeout=60)
+    assert first.returncode == 130 and "Traceback" not in stderr
+    assert "interrupted by Ctrl-C" in stderr and "run the same command again" in stderr
+    assert len([line for line in stderr.splitlines() if "interrupt" in line]) == 1
     metrics = json.loads((out / "metrics.json").read_text())
-    accuracy = metrics["results"]["optimized"]["test_accuracy"]
-    assert accuracy >= 0.5, f"test accuracy {accuracy} on an easy 10-class set (chance 0.1)"
-    losses = [row["train_loss"] for row in metrics["results"]["optimized"]["epochs"]]
-    assert losses[-1] < losses[0]
-    # Same seed and --limit: the same split, file for file, as the smoke run.
-    smoke_out, _ = smoke_run
-    for name in ("train.csv", "test.csv"):
-        assert (out / name).read_text() == (smoke_out / name).read_text()
+    assert metrics["status"] == "interrupted" and "naive" in metrics["finished_parts"]
+
+    second = start(out, keras_home)
+    wait_for_part(out, "optimized", second)
+    os.killpg(second.pid, signal.SIGKILL)  # kill -9 during the TFRecord pipeline
+    second.communicate(timeout=60)
+    finished_before = [name for name, part in json.loads((out / "run.json").read_text())["parts"].items()
+                       if part["status"] == "complete"]
+    assert {"naive", "augmentation", "optimized"} <= set(finished_before)
+
+    third = run_script(REPO_ROOT, *TINY, "--out", str(out), keras_home=keras_home)
+    assert third.returncode == 0, third.stdout[-4000:] + third.stderr[-3000:]
+    for name in ("naive", "augmentation", "optimized"):
+        assert f"{name}: finished in the interrupted run" in third.stdout
+        assert f"| {name} pipeline:" not in third.stdout  # not trained again
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["status"] == "complete" and set(finished_before) <= set(metrics["resumed_parts"])
+    assert all(len(metrics["results"][name]["epochs"]) == 2 for name in PIPELINES)
+    # The same files as an uninterrupted run's (the solution's check run), nothing left over.
+    check_out, _ = solution_check
+    assert files_under(out) == files_under(check_out)
 
 
 @pytest.mark.slow
-def test_vgg16_offline_fails_fast_with_instructions(tmp_path):
-    result = run_script(tmp_path / "out", "--data", "standin", "--backbone", "vgg16", timeout=120)
-    assert result.returncode == 2
-    message = result.stderr
-    assert "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5" in message
-    assert "--weights none" in message
-    assert "Traceback" not in message
+def test_vgg16_offline_fails_fast_with_instructions(tmp_path, keras_home):
+    result = run_script(REPO_ROOT, "--data", "standin", "--backbone", "vgg16", "--out", str(tmp_path / "out"),
+                        keras_home=keras_home, timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5" in result.stderr and "--weights none" in result.stderr
     assert not (tmp_path / "out" / "metrics.json").exists()
 
 
-
-def _write_photos(folder, names, seed):
-    """Small random-noise JPEGs (distinct bytes) at ``folder/<name>``."""
-    import numpy as np
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    for name in names:
-        path = folder / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(rng.integers(0, 256, size=(72, 80, 3), dtype=np.uint8)).save(path, quality=90)
-
-
-SMALL = ["--image-size", "64", "--crop-size", "48", "--batch-size", "8", "--workers", "1", "--epochs", "1"]
-
-
-@pytest.mark.slow
-def test_labels_come_from_the_class_folder_and_duplicates_are_dropped(tmp_path):
-    """A photo in deer/extra/ is a deer (not a class 'extra'); an exact copy never lands in both halves."""
-    data = tmp_path / "wildlife"
-    for number, class_name in enumerate(("cougar", "deer", "raven")):
-        _write_photos(data / class_name, [f"{index}.jpg" for index in range(6)], seed=number)
-    _write_photos(data / "deer" / "extra", ["a.jpg", "b.jpg"], seed=9)
-    (data / "raven" / "zz_copy.jpg").write_bytes((data / "cougar" / "0.jpg").read_bytes())  # same bytes
-    out = tmp_path / "out"
-    result = run_script(out, "--data-dir", str(data), "--pipelines", "optimized,tfrecord", *SMALL)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["data"]["class_names"] == ["cougar", "deer", "raven"]
-    assert metrics["data"]["duplicates_dropped"] == 1
-    assert metrics["data"]["duplicates"] == [{"path": "raven/zz_copy.jpg", "same_as": "cougar/0.jpg"}]
-    assert "exact duplicates dropped: 1" in result.stdout
-    paths, labels = [], []
-    for name in ("train.csv", "test.csv"):
-        split_paths, split_labels = read_csv(out / name)
-        paths += split_paths
-        labels += split_labels
-    assert len(paths) == len(set(paths)) == 3 * 6 + 2  # every photo once, the copy left out
-    for path, label in zip(paths, labels, strict=True):
-        assert Path(path).relative_to(data).parts[0] == metrics["data"]["class_names"][label]
-    assert sum("extra" in Path(path).parts for path in paths) == 2
-    sidecar = json.loads((out / "tfrecords" / "dataset.json").read_text())
-    assert set(sidecar["label_to_index"]) == {"cougar", "deer", "raven"}
-    assert sum(sidecar["splits"][split]["images"] for split in ("train", "test")) == len(paths)
-
-
-@pytest.mark.slow
-def test_a_folder_already_split_keeps_its_split(tmp_path):
-    data = tmp_path / "split"
-    for number, class_name in enumerate(("cougar", "deer")):
-        _write_photos(data / "train" / class_name, [f"{index}.jpg" for index in range(8)], seed=number)
-        _write_photos(data / "test" / class_name, [f"{index}.jpg" for index in range(3)], seed=10 + number)
-    out = tmp_path / "out"
-    result = run_script(out, "--data-dir", str(data), "--pipelines", "tfrecord", *SMALL)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "already split" in result.stdout
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["data"]["layout"] == "splits" and metrics["data"]["class_names"] == ["cougar", "deer"]
-    for name, split, count in (("train.csv", "train", 16), ("test.csv", "test", 6)):
-        paths, labels = read_csv(out / name)
-        assert len(paths) == count
-        for path, label in zip(paths, labels, strict=True):
-            assert Path(path).relative_to(data).parts[:2] == (split, metrics["data"]["class_names"][label])
-    sidecar = json.loads((out / "tfrecords" / "dataset.json").read_text())
-    assert sidecar["splits"]["train"]["class_counts"] == {"cougar": 8, "deer": 8}
-    assert sidecar["splits"]["test"]["class_counts"] == {"cougar": 3, "deer": 3}
-
-
-@pytest.mark.slow
-def test_bad_shuffle_buffer_is_refused_before_any_work(tmp_path):
-    result = run_script(tmp_path / "out", "--data", "standin", "--shuffle-buffer", "0", timeout=120)
-    assert result.returncode == 2
-    assert "--shuffle-buffer" in result.stderr and "positive whole number" in result.stderr
-    assert "Traceback" not in result.stderr
+def test_bad_flags_are_refused_before_any_work(tmp_path, keras_home):
+    for flags, needed in ((["--shuffle-buffer", "0"], "positive whole number"),
+                          (["--pipelines", "naive,optimized"], "invalid choice"),
+                          (["--crop-size", "400"], "--crop-size 400")):
+        result = run_script(REPO_ROOT, *flags, "--out", str(tmp_path / "out"), keras_home=keras_home, timeout=60)
+        assert result.returncode == 2 and needed in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "out" / "metrics.json").exists()

@@ -1,0 +1,1 @@
+"""Solution-only helpers: the analysis generator and the handout maker (left out of the student handout)."""

@@ -1,0 +1,199 @@
+"""The assignment's solution-only helpers and its rubric, on measured-like inputs (no TensorFlow, no script run).
+
+The inputs copy the shape of ``assignment_check.measurements``; their numbers are
+like those of real runs (the short-run case is the one where an older analysis said
+"the model is the bottleneck" while the trainer waited for input 44% of the time).
+"""
+
+import json
+
+import pytest
+
+from common import assignment_check
+from common.solution import analysis, handout
+
+
+def pipeline(seconds, epochs, wait, accuracy, busy, startup=0.0):
+    return {"seconds": seconds, "epoch_seconds": epochs, "input_wait_share": wait, "test_accuracy": accuracy,
+            "images_per_second": 100.0, "busy_seconds": busy, "startup_wait_seconds": startup}
+
+
+def measured(pipelines, *, epochs=1, train=200, test=50, tfrecords=None):
+    return {"epochs": epochs, "train_images": train, "test_images": test, "is_standin": True,
+            "pipelines": pipelines, "tfrecords": tfrecords}
+
+
+SHORT_RUN = measured({  # --limit 200 --epochs 1
+    "naive": pipeline(9.8, [9.8], 0.44, 0.12, {"Open": 0.01, "Read": 3.1, "Map": 1.2, "Train": 4.6, "Test": 0.7}),
+    "augmentation": pipeline(21.0, [21.0], 0.75, 0.10, {"Read": 3.3, "Map": 12.4, "Train": 4.5, "Test": 0.7}),
+    "optimized": pipeline(6.1, [6.1], 0.30, 0.14, {"Read": 0.1, "Decode": 2.2, "Map": 1.4, "Train": 4.0,
+                                                  "Test": 0.6}, startup=1.6),
+    "tfrecord": pipeline(5.2, [5.2], 0.22, 0.12, {"Map": 1.3, "Train": 3.9, "Test": 0.5}, startup=1.0),
+}, tfrecords={"images": 250, "shards": 8, "bytes": 4.3e6, "seconds": 1.5, "resized": False})
+
+MODEL_BOUND = measured({  # a long run where the model sets the pace
+    "naive": pipeline(300.0, [100.0, 100.0, 100.0], 0.12, 0.41,
+                      {"Read": 30.0, "Map": 6.0, "Train": 230.0, "Test": 30.0}),
+    "augmentation": pipeline(330.0, [110.0, 110.0, 110.0], 0.2, 0.38,
+                             {"Read": 30.0, "Map": 40.0, "Train": 230.0, "Test": 30.0}),
+    "optimized": pipeline(250.0, [90.0, 80.0, 80.0], 0.03, 0.40, {"Decode": 60.0, "Map": 20.0, "Train": 220.0}),
+}, epochs=3, train=5734, test=1434)
+
+
+def test_short_run_never_calls_the_model_the_bottleneck():
+    text = analysis.bottleneck(SHORT_RUN)
+    assert "model is the bottleneck" not in text
+    assert "44%" in text and "neither side dominates" in text
+    assert "1.8x" in text  # the most that removing a 44% wait can give: 1 / (1 - 0.44)
+    # The optimized run's 30% wait is mostly start-up (1.6 s of 6.1 s): said so, with what is left.
+    assert "1.6 s of that was the first batch" in text and "only 4%" in text
+    time_text = analysis.time(SHORT_RUN)
+    assert "3.4x faster" in time_text  # 21.0 s -> 6.1 s
+    assert "single epoch" in time_text  # no claim about the cache from one epoch
+
+
+def test_input_bound_and_model_bound_follow_the_thresholds():
+    input_bound = measured({"naive": pipeline(10.0, [10.0], analysis.INPUT_BOUND_WAIT, 0.1, {"Read": 5.0,
+                                                                                              "Train": 4.0})})
+    assert "the input is the bottleneck" in analysis.bottleneck(input_bound)
+    text = analysis.bottleneck(MODEL_BOUND)
+    assert "the model is the bottleneck" in text and "12%" in text
+    assert "the largest is Train" in text
+
+
+def test_accuracy_differences_inside_the_noise_are_called_noise():
+    text = analysis.accuracy(SHORT_RUN)  # 0.12 -> 0.10 on 50 test photos
+    assert "no measurable difference" in text
+    clear = measured({"naive": pipeline(1, [1], 0.1, 0.40, {}), "augmentation": pipeline(1, [1], 0.1, 0.70, {})},
+                     test=1434)
+    assert "raised accuracy" in analysis.accuracy(clear)
+    lower = measured({"naive": pipeline(1, [1], 0.1, 0.70, {}), "augmentation": pipeline(1, [1], 0.1, 0.40, {})},
+                     test=1434)
+    assert "lowered accuracy" in analysis.accuracy(lower) and "more epochs" in analysis.accuracy(lower)
+
+
+def test_cache_claims_follow_the_epoch_times():
+    assert "from the cache" in analysis.time(MODEL_BOUND) or "not clearly faster" in analysis.time(MODEL_BOUND)
+    cached = measured({"augmentation": pipeline(30.0, [10.0, 10.0, 10.0], 0.7, 0.3, {}),
+                       "optimized": pipeline(8.0, [5.0, 1.5, 1.5], 0.05, 0.3, {})}, epochs=3)
+    assert "read decoded photos from the cache" in analysis.time(cached)
+    flat = measured({"augmentation": pipeline(30.0, [10.0, 10.0, 10.0], 0.7, 0.3, {}),
+                     "optimized": pipeline(15.0, [5.0, 5.0, 5.0], 0.05, 0.3, {})}, epochs=3)
+    assert "not clearly faster" in analysis.time(flat)
+
+
+def test_slower_optimized_run_is_said_to_be_slower():
+    slower = measured({"augmentation": pipeline(5.0, [5.0], 0.5, 0.3, {}),
+                       "optimized": pipeline(8.0, [8.0], 0.4, 0.3, {})})
+    text = analysis.time(slower)
+    assert "1.6x slower" in text and "cost more than they saved" in text
+
+
+def test_teardown_is_named_per_pipeline_when_it_is_large():
+    case = measured({"naive": pipeline(10.0, [10.0], 0.3, 0.1, {"Train": 5.0, "Teardown": 0.2}),
+                     "optimized": pipeline(5.0, [5.0], 0.1, 0.1, {"Train": 4.0, "Teardown": 3.0})})
+    text = analysis.bottleneck(case)
+    assert "3.2 s in all against 15.0 s of epochs (naive 0.2 s, optimized 3.0 s)" in text
+    quiet = measured({"naive": pipeline(10.0, [10.0], 0.3, 0.1, {"Train": 5.0, "Test": 0.5, "Teardown": 0.1})},
+                     test=50, train=200)
+    assert "No other step cost more than expected" in analysis.bottleneck(quiet)
+
+
+def test_tfrecord_answer_and_the_resized_hook():
+    text = analysis.tfrecord(SHORT_RUN)
+    assert "1.5 s" in text and "8 shards" in text and "not like for like" not in text
+    resized = {**SHORT_RUN, "tfrecords": {**SHORT_RUN["tfrecords"], "resized": True}}
+    assert "not like for like" in analysis.tfrecord(resized)
+    assert "did not run" in analysis.tfrecord({**SHORT_RUN, "tfrecords": None})
+
+
+def test_every_question_gets_a_real_answer():
+    for case in (SHORT_RUN, MODEL_BOUND):
+        answers = analysis.answers(case)
+        assert set(answers) == set(assignment_check.QUESTIONS)
+        assert all(len(text.split()) >= assignment_check.MIN_ANSWER_WORDS for text in answers.values())
+        markdown = assignment_check.analysis_markdown(case, answers, title="t", missing="MISSING")
+        assert "MISSING" not in markdown and "| naive |" in markdown
+    empty = assignment_check.analysis_markdown(SHORT_RUN, {}, title="t", missing="MISSING")
+    assert empty.count("MISSING") == len(assignment_check.QUESTIONS)
+    assert all(f"## {question}" in empty for question in assignment_check.QUESTIONS.values())
+
+
+def test_steady_wait_leaves_out_the_start_up():
+    row = {"input_wait_share": 0.2, "seconds": 10.0, "startup_wait_seconds": 1.7}
+    assert assignment_check.steady_wait_share(row) == pytest.approx(0.03)
+
+
+# --------------------------------------------------------------------------- the fences
+
+SOURCE = '''\
+def augment(images):
+    # TODO 1: the augmentation map. Flip it.
+    ### BEGIN SOLUTION
+    flipped = images[::-1]
+    return flipped
+    ### END SOLUTION
+
+
+x = 1
+'''
+
+
+def test_strip_solutions_follows_nbgrader_and_names_the_todo():
+    starter = handout.strip_solutions(SOURCE)
+    assert "### BEGIN SOLUTION" not in starter and "flipped" not in starter
+    assert '    # TODO 1: the augmentation map. Flip it.\n    # YOUR CODE HERE\n' \
+           '    raise NotImplementedError("TODO 1: the augmentation map")\n' in starter
+    assert starter.endswith("x = 1\n")
+    assert handout.solution_lines(SOURCE) == ["    flipped = images[::-1]", "    return flipped"]
+    namespace = {}
+    exec(starter, namespace)  # the starter is valid Python, and the stub names its TODO
+    with pytest.raises(NotImplementedError, match="TODO 1: the augmentation map"):
+        namespace["augment"]([1, 2])
+
+
+@pytest.mark.parametrize("broken, message", [
+    ("### BEGIN SOLUTION\nx = 1\n", "never closed"),
+    ("x = 1\n### END SOLUTION\n", "without a"),
+    ("### BEGIN SOLUTION\n### BEGIN SOLUTION\n### END SOLUTION\n", "inside the block"),
+])
+def test_unbalanced_fences_are_refused_with_the_line(broken, message):
+    with pytest.raises(ValueError, match=message):
+        handout.strip_solutions(broken)
+
+
+def test_todo_names_are_found_inside_tensorflows_wrapping():
+    error = NotImplementedError('in user code:\n\n    File "x.py", line 3\n\n    NotImplementedError: '
+                                'TODO 1: the augmentation map\n')
+    assert assignment_check.todo_name(error, "default") == "TODO 1: the augmentation map"
+    assert assignment_check.not_written(NotImplementedError(), "the naive pipeline") == \
+        "the naive pipeline is not written yet"
+    assert assignment_check.not_written(NotImplementedError("it needs TODO 4: the TFRecords"), "x") == \
+        "it needs TODO 4: the TFRecords"
+
+
+# --------------------------------------------------------------------------- the rubric
+
+
+def test_rubric_of_a_starter_like_folder_fails_and_says_what_is_missing(tmp_path):
+    (tmp_path / "metrics.json").write_text(json.dumps({
+        "status": "complete",
+        "parts": {"naive": "complete", "augmentation": "skipped", "tfrecords": "skipped"},
+        "skipped": {"augmentation": "TODO 2: the augmentation pipeline is not written yet",
+                    "tfrecords": "TODO 4: the TFRecords is not written yet"},
+        "results": {"naive": {"seconds": 4.0, "input_wait_share": 0.4}},
+        "answers": {"summary": "too short"},
+    }))
+    lines = {requirement: (passed, measured) for passed, requirement, measured in assignment_check.grade(tmp_path)}
+    assert lines["the run finished"][0] and lines["naive pipeline implemented"][0]
+    assert lines["augmentation pipeline implemented"] == (False, "TODO 2: the augmentation pipeline is not "
+                                                                 "written yet")
+    assert not lines["TFRecords verify"][0] and "TODO 4" in lines["TFRecords verify"][1]
+    assert lines["every analysis question answered"] == (
+        False, "0 of 5; not yet: summary, accuracy, time, bottleneck, tfrecord")
+    text = assignment_check.format_rubric(assignment_check.grade(tmp_path), tmp_path)
+    assert "FAIL" in text and text.splitlines()[-1].startswith("2 of 11 pass")
+
+
+def test_rubric_of_a_missing_folder_says_to_run_first(tmp_path):
+    assert assignment_check.main([str(tmp_path)]) == 1

@@ -398,7 +398,7 @@ def test_killed_in_the_middle_then_resumed(source, tmp_path):
                                stderr=subprocess.PIPE)
     deadline = time.monotonic() + 30
     progress = out / PROGRESS_NAME
-    while not (progress.exists() and progress.read_text().count("\n") >= 1):
+    while not (progress.exists() and progress.read_text().count('"file"') >= 1):
         assert process.poll() is None and time.monotonic() < deadline, process.communicate()
         time.sleep(0.02)
     time.sleep(0.15)  # well into the second shard (5 records x 0.1 s each)

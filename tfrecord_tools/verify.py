@@ -219,7 +219,7 @@ def verify(out, *, workers=None, raise_on_error=True):
     if sidecar.get("label_to_index", label_to_index) != label_to_index:
         report.problems.append(Problem("dataset.json", None, "label_to_index is not the sorted class order"))
     tasks = [(out, shard, label_to_index) for split in sidecar["splits"].values() for shard in split["shards"]]
-    workers = _pool.default_workers() if workers is None else int(workers)
+    workers = _pool.usable_workers(workers)
     if workers > 1 and len(tasks) > 1:
         with _pool.start_pool(min(workers, len(tasks))) as pool:
             results = list(pool.map(verify_shard, tasks, doing=f"verifying {out}",

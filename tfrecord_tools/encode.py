@@ -48,7 +48,7 @@ import struct
 import warnings
 import zlib
 
-from PIL import Image, ImageFile, ImageOps
+from PIL import Image, ImageFile
 
 try:  # libjpeg-turbo with its warnings made errors; faster than Pillow's decoder too
     import simplejpeg
@@ -412,6 +412,17 @@ def exif_orientation(data, image=None):
         return 1
 
 
+#: EXIF orientation -> the transpose that turns the stored pixels upright.
+_UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+            5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+            8: Image.Transpose.ROTATE_90}
+
+
+def upright(image, orientation):
+    """``image`` turned as the EXIF ``orientation`` (1-8) says; 1 leaves it as it is."""
+    return image.transpose(_UPRIGHT[orientation]) if orientation in _UPRIGHT else image
+
+
 def stored_size(width, height, max_side=None):
     """``(width, height)`` after ``max_side``: the longer side scaled to it, aspect kept; never enlarged."""
     longer = max(width, height)
@@ -582,8 +593,9 @@ def stored_jpeg_bytes(data, max_pixels=DEFAULT_MAX_PIXELS, max_side=None, apply_
         if resized is not None:
             return resized
     image, source_format = open_checked(data, max_pixels)
-    if apply_orientation and exif_orientation(data, None if source_format == "jpeg" else image) > 1:
-        return to_rgb_jpeg(ImageOps.exif_transpose(image))
+    orientation = exif_orientation(data, None if source_format == "jpeg" else image) if apply_orientation else 1
+    if orientation > 1:
+        return to_rgb_jpeg(upright(image, orientation))
     if keeps_original_bytes(image, source_format, data):
         return data
     return to_rgb_jpeg(image)
@@ -606,6 +618,4 @@ def _resized_jpeg_bytes(data, max_pixels, max_side, apply_orientation, quality):
     if image.size[0] * image.size[1] > max_pixels:
         raise ImageCheckError(f"image is {image.size[0]}x{image.size[1]}, over the pixel limit", "too_large")
     image.load()
-    if orientation > 1:
-        image = ImageOps.exif_transpose(image)
-    return to_rgb_jpeg(image, quality=quality, size=size)
+    return to_rgb_jpeg(upright(image, orientation), quality=quality, size=size)

@@ -499,6 +499,8 @@ def _create_output_folder(out, source):
             pass
         os.remove(probe)
     except OSError as error:
+        if created:
+            _remove_if_empty(out)
         raise OutputFolderError(
             f"cannot write into the output folder {out}: {error.strerror or error}; choose a folder you can write "
             "to. Nothing was changed."
@@ -960,6 +962,16 @@ def _write_locked(source, out, started, locals_):
             written = _run_jobs(jobs, pool, counter, options["progress"],
                                 sum(len(job["entries"]) for job in jobs), out)
             shards_done = time.perf_counter()
+        except BaseException:
+            if pool is not None:
+                pool.terminate()
+                pool = None
+            # Stopped workers cannot remove their unfinished shards: we hold the lock, so do it.
+            for name in os.listdir(out):
+                if name.startswith(INCOMPLETE_PREFIX):
+                    with contextlib.suppress(OSError):
+                        os.remove(os.path.join(out, name))
+            raise
         finally:
             if pool is not None:
                 pool.terminate()

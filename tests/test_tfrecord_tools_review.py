@@ -250,8 +250,14 @@ def test_b10_a_folder_chain_1100_levels_deep(tmp_path):
         os.mkdir(deep)
     (deep / "x.jpg").write_bytes(image_bytes())
     write_file(source / "a" / "y.jpg", image_bytes(seed=1))
-    found = tfrecord_tools.scan_images(source, workers=1)
-    assert sorted(Path(image.relative_path).name for image in found.images) == ["x.jpg", "y.jpg"]
+    try:
+        found = tfrecord_tools.scan_images(source, workers=1)
+        assert sorted(Path(image.relative_path).name for image in found.images) == ["x.jpg", "y.jpg"]
+    finally:  # shutil.rmtree (pytest's clean-up) recurses: remove the chain bottom-up here
+        (deep / "x.jpg").unlink()
+        while deep != source / "a":
+            deep.rmdir()
+            deep = deep.parent
 
 
 # ---------------------------------------------------------------------------

@@ -109,6 +109,8 @@ config = {
     "batch_size": 256,  # reading batch size
     "repeats": 5,  # timed reading passes per pipeline (median and best are reported)
     "breakdown_files": 2000,  # files timed one by one for the per-image breakdown
+    "max_side": 300,  # the photos are also written with --max-side 300 (the assignment's size)
+    "fuzz_files": 500,  # JPEGs with 1-3 changed bytes in their entropy data, for the decode-check table
     "seed": 0,
 }
 
@@ -122,6 +124,8 @@ def parse_arguments():
                              "(default $LAB_DATA_DIR)")
     parser.add_argument("--photos", type=int, default=config["photos"], help="generated photos (0: none)")
     parser.add_argument("--repeats", type=int, default=config["repeats"])
+    parser.add_argument("--fuzz", type=int, default=config["fuzz_files"],
+                        help="JPEGs to damage for the decode-check table (0: none)")
     parser.add_argument("--keep", metavar="DIR", help="keep the temporary folders under DIR")
     return parser.parse_args()
 
@@ -175,10 +179,11 @@ def cpu_seconds():
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def convert(source, out, workers):
+def convert(source, out, workers, max_side=None):
     shutil.rmtree(out, ignore_errors=True)
     cpu_before = cpu_seconds()
-    summary = tfrecord_tools.write_dataset(source, out, workers=workers, test_fraction=0.2, seed=config["seed"])
+    summary = tfrecord_tools.write_dataset(source, out, workers=workers, test_fraction=0.2, seed=config["seed"],
+                                           max_side=max_side)
     summary["cpu_seconds"] = cpu_seconds() - cpu_before
     return summary
 
@@ -214,7 +219,49 @@ def per_image_breakdown(source):
     return {name: seconds / len(sample) * 1e6 for name, seconds in timings.items()}, mean_bytes
 
 
-def reading_pipelines(tf, source, out, image_size):
+def fuzz_decode_check(source, count, seed):
+    """How many JPEGs with 1-3 bytes changed in their entropy-coded data each check rejects."""
+    import io
+
+    from PIL import Image
+
+    _, _, candidates, _ = scan.find_files(source)
+    rng = np.random.default_rng(seed)
+    counts = {"Pillow (the check before)": 0, "tfrecord_tools (strict)": 0, "tf.io.decode_jpeg": 0}
+    import tensorflow as tf
+
+    tried = 0
+    for path, *_ in candidates:
+        if tried == count:
+            break
+        data = bytearray(Path(path).read_bytes())
+        start = data.find(b"\xff\xda")
+        if start < 0:
+            continue
+        start += 2 + int.from_bytes(data[start + 2 : start + 4], "big")
+        end = len(data) - 2  # the end-of-image marker
+        if end - start < 8:
+            continue
+        for position in rng.choice(np.arange(start, end), size=int(rng.integers(1, 4)), replace=False):
+            data[position] = (data[position] + int(rng.integers(1, 256))) % 256  # always a different value
+        damaged = bytes(data)
+        tried += 1
+        try:
+            Image.open(io.BytesIO(damaged)).load()
+        except Exception:
+            counts["Pillow (the check before)"] += 1
+        try:
+            encode.check_image(damaged)
+        except encode.ImageCheckError:
+            counts["tfrecord_tools (strict)"] += 1
+        try:
+            tf.io.decode_jpeg(damaged, channels=3)
+        except tf.errors.InvalidArgumentError:
+            counts["tf.io.decode_jpeg"] += 1
+    return tried, counts
+
+
+def reading_pipelines(tf, source, out, image_size, resized_out=None):
     """name -> dataset factory; each yields (images, labels) batches of the train split."""
     autotune = tf.data.AUTOTUNE
     batch_size = config["batch_size"]
@@ -258,16 +305,21 @@ def reading_pipelines(tf, source, out, image_size):
             return make_dataset().with_options(options)
         return make
 
-    def load():
-        return tfrecord_tools.load(out, "train", batch_size=batch_size, image_size=image_size, shuffle=False)
+    def load(folder=out):
+        return tfrecord_tools.load(folder, "train", batch_size=batch_size, image_size=image_size, shuffle=False)
 
     # load() switches tf.data's autotuner off (see tfrecord_tools/read.py); the
     # other pipelines are timed both ways, so the comparison is fair either way.
-    return {"loose JPEG files, tf.data": loose_files,
-            "loose JPEG files, autotune off": without_autotune(loose_files),
-            "TFRecord, per-record map": plain_tfrecord,
-            "TFRecord, per-record, autotune off": without_autotune(plain_tfrecord),
-            "TFRecord, tfrecord_tools.load": load}
+    pipelines = {"loose JPEG files, tf.data": loose_files,
+                 "loose JPEG files, autotune off": without_autotune(loose_files),
+                 "TFRecord, per-record map": plain_tfrecord,
+                 "TFRecord, per-record, autotune off": without_autotune(plain_tfrecord),
+                 "TFRecord, tfrecord_tools.load": load}
+    if resized_out is not None:
+        # The same pipeline after the records (resize to image_size, batch), on records
+        # stored at most --max-side px a side: less JPEG to decode.
+        pipelines[f"TFRecord --max-side {config['max_side']}, load"] = lambda: load(resized_out)
+    return pipelines
 
 
 def time_reading(dataset_factory):
@@ -315,18 +367,25 @@ def main():
               f"{'CPU s':>6} {'img/CPU-s':>9} {'start':>6} {'check':>6} {'plan':>6} {'write':>6} {'finish':>6}")
     print(header)
     print("-" * len(header))
-    outputs = {}
-    for name, (source, _) in folders.items():
-        for workers in config["workers"]:
-            out = scratch / f"out_{name.split()[0]}_{workers}"
-            summary = convert(source, out, workers)
-            phases = summary["phase_seconds"]
-            images = summary["totals"]["images"]
-            print(f"{name:<20} {workers:>7} {images:>7,} {summary['totals']['bytes'] / 1e6:>6.1f} "
-                  f"{summary['seconds']:>7.2f} {summary['images_per_second']:>7,.0f} "
-                  f"{summary['cpu_seconds']:>6.2f} {images / summary['cpu_seconds']:>9,.0f} "
-                  + " ".join(f"{phases[phase]:>6.2f}" for phase in ("start_workers", "check", "plan", "write",
-                                                                     "sidecar")), flush=True)
+    outputs, resized_outputs = {}, {}
+    runs = [(name, source, workers, None) for name, (source, _) in folders.items() for workers in config["workers"]]
+    if "photos (300-800 px)" in folders:
+        runs += [("photos (300-800 px)", folders["photos (300-800 px)"][0], workers, config["max_side"])
+                 for workers in config["workers"]]
+    for name, source, workers, max_side in runs:
+        out = scratch / f"out_{name.split()[0]}_{workers}{f'_max{max_side}' if max_side else ''}"
+        summary = convert(source, out, workers, max_side)
+        if max_side:
+            resized_outputs[name] = out
+            name = f"photos -> max {max_side} px"
+        phases = summary["phase_seconds"]
+        images = summary["totals"]["images"]
+        print(f"{name:<20} {workers:>7} {images:>7,} {summary['totals']['bytes'] / 1e6:>6.1f} "
+              f"{summary['seconds']:>7.2f} {summary['images_per_second']:>7,.0f} "
+              f"{summary['cpu_seconds']:>6.2f} {images / summary['cpu_seconds']:>9,.0f} "
+              + " ".join(f"{phases[phase]:>6.2f}" for phase in ("start_workers", "check", "plan", "write",
+                                                                 "sidecar")), flush=True)
+        if not max_side:
             outputs[name] = out
     print("(phases in wall seconds: start = output checks + starting the worker processes; check = find, "
           "sniff, decode, hash; finish = stopping workers + sidecar)")
@@ -350,13 +409,19 @@ def main():
     print(header)
     print("-" * len(header))
     for name, (source, image_size) in folders.items():
-        pipelines = reading_pipelines(tf, source, outputs[name], image_size)
+        pipelines = reading_pipelines(tf, source, outputs[name], image_size, resized_outputs.get(name))
         baseline = None
         for pipeline_name, factory in pipelines.items():
             median, best = time_reading(factory)
             baseline = baseline or median
             print(f"{name:<20} {pipeline_name:<36} {median:>12,.0f} {best:>9,.0f} {median / baseline:>8.2f}x",
                   flush=True)
+    if arguments.fuzz:
+        name, (source, _) = next(iter(folders.items()))
+        tried, counts = fuzz_decode_check(source, arguments.fuzz, config["seed"])
+        print(f"\n== Decode check: {tried} JPEGs of {name} with 1-3 bytes changed in their entropy-coded data ==")
+        for checker, rejected in counts.items():
+            print(f"{checker:<28} rejects {rejected:>4} of {tried} ({rejected / tried:.1%})")
     print(f"\nload average at the end: {os.getloadavg()[0]:.1f}")
     if not arguments.keep:
         shutil.rmtree(scratch, ignore_errors=True)

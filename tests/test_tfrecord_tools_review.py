@@ -12,7 +12,6 @@ import multiprocessing
 import os
 import shutil
 import signal
-import struct
 import subprocess
 import sys
 import time

@@ -354,8 +354,8 @@ def _decode(data, source_format, max_pixels, strict=True):
         if image is not None:
             return image
         header = _jpeg_frame_header(data)
-        if (strict and simplejpeg is not None and header is not None and header[0] in _FAST_SOF_MARKERS and header[1] == 8
-                and header[4] == 4 and header[2] * header[3] <= max_pixels):
+        if (strict and simplejpeg is not None and header is not None and header[0] in _FAST_SOF_MARKERS
+                and header[1] == 8 and header[4] == 4 and header[2] * header[3] <= max_pixels):
             _strict_jpeg_pixels(data, "CMYK")  # the strict check; Pillow makes the image below
     elif source_format == "png":
         _check_png_crcs(data)

@@ -3,7 +3,7 @@ Title: TFRecord conversion and reading speed
 Description: How fast tfrecord_tools converts an image folder (1 and 2 workers) and how
 fast load() reads it back, against the same files read one by one with tf.data.
 Run: LAB_DATA_DIR=../shared/data python benchmarks/tfrecord_speed.py
-     python benchmarks/tfrecord_speed.py --data-dir DIR --photos 2000
+     python benchmarks/tfrecord_speed.py --data-dir DIR --photos 2000 [--fuzz 500]
 
 Two folders, one run:
 
@@ -31,50 +31,63 @@ in the same process, one pipeline after the other, ``--repeats`` passes each
 it left a core idle in about 4 passes out of 10; see ``tfrecord_tools/read.py``),
 so the loose files and the per-record reader are timed with it off too.
 
-Measured (2026-11-25, quiet 2-CPU machine, load average 1-2), command
-``python benchmarks/tfrecord_speed.py --data-dir DIR --photos 2000``
-(CIFAR from the ``../shared/data`` archive, extracted)::
+The photos are also written with ``--max-side 300`` (the assignment's size) and
+read by ``load()`` with the same pipeline after the records (resize to 224x224,
+batches of 256): the last reading row. A last table damages 500 JPEGs (1-3
+random bytes changed in the entropy-coded data) and counts what each decode
+check rejects.
 
-    folder               workers  images     MB  wall s   img/s  CPU s img/CPU-s  start  check   plan  write finish
-    CIFAR-10 (32 px)           1  60,000   78.6    5.71  10,517   5.71    10,508   0.00   3.48   0.28   1.60   0.34
-    CIFAR-10 (32 px)           2  60,000   78.6    3.90  15,385   6.82     8,792   0.02   2.22   0.30   0.94   0.41
-    photos (300-800 px)        1   2,000  170.1    3.22     621   3.17       632   0.00   2.75   0.01   0.46   0.01
-    photos (300-800 px)        2   2,000  170.1    1.81   1,103   3.45       579   0.02   1.51   0.01   0.27   0.01
+Measured 2026-12-01 on a 2-CPU machine shared with other jobs (load average 5-7;
+an earlier run of the version before the strict check and --max-side, at load
+0.6-2.3, is given for comparison). Command
+``python benchmarks/tfrecord_speed.py --data-dir DIR --photos 2000``::
 
-    Where the time goes, per image inside one worker (microseconds)
-    folder                KB/img   open + read (x2)   sniff + decode check   SHA-256 (x2)   Example + framing + CRC
-    CIFAR-10 (32 px)         0.9               25.3                   38.6            1.9                      12.4
-    photos (300-800 px)     84.7               79.3                 1154.1           95.8                      47.5
+    conversion            workers  images  wall s   img/s  CPU s img/CPU-s    (before: img/CPU-s)
+    CIFAR-10 (32 px)            1  60,000    8.79   6,827   3.34    17,938    (15,069)
+    CIFAR-10 (32 px)            2  60,000    7.84   7,653   3.77    15,935    (14,228)
+    photos (300-800 px)         1   2,000    6.12     327   2.21       906    (911)
+    photos (300-800 px)         2   2,000    6.47     309   2.47       809    (852)
+    photos -> max 300 px        1   2,000   18.89     106   9.86       203
+    photos -> max 300 px        2   2,000   15.57     128  10.18       196
 
-    reading the train split (median of 5 passes, images/s)      run 1              run 2
-    CIFAR-10 (32 px)     loose JPEG files, tf.data          26,555  1.00x      23,412  1.00x
-    CIFAR-10 (32 px)     loose JPEG files, autotune off     28,943  1.09x      24,494  1.05x
-    CIFAR-10 (32 px)     TFRecord, per-record map           25,333  0.95x      18,909  0.81x
-    CIFAR-10 (32 px)     TFRecord, per-record, autotune off 25,777  0.97x      18,869  0.81x
-    CIFAR-10 (32 px)     TFRecord, tfrecord_tools.load      73,646  2.77x      62,462  2.67x
-    photos (300-800 px)  loose JPEG files, tf.data           1,263  1.00x       1,142  1.00x
-    photos (300-800 px)  loose JPEG files, autotune off      1,228  0.97x       1,202  1.05x
-    photos (300-800 px)  TFRecord, per-record map            1,172  0.93x       1,196  1.05x
-    photos (300-800 px)  TFRecord, per-record, autotune off  1,233  0.98x       1,192  1.04x
-    photos (300-800 px)  TFRecord, tfrecord_tools.load       1,258  1.00x       1,152  1.01x
+    (wall seconds are those of a loaded machine; before, at load 1-2, CIFAR with 2 workers took
+    2.31 s, 26,027 images/s. Compare the CPU columns.)
+    The strict check costs less CPU than the Pillow check it replaced (one process, best of 3,
+    CPU time: CIFAR 11.7 instead of 24.1 us per image, photos 904 instead of 970 us).
+    --max-side costs ~5 ms of CPU per 300-800 px photo, most of it Lanczos resampling.
 
-A third run, after the review fixes (4 shards per split by default instead of one
-per worker, the JPEG end-marker check, a process pool that reports dead workers):
-CIFAR conversion 10,228 images/s with 1 worker and 11,815 with 2 (two more 2-worker
-runs of write_dataset alone: 16,166 and 15,488); reading, load() 73,743 against
-26,845 for the loose files (2.75x); photos 1,163 against 1,263 (0.92x).
+    reading the train split (median of 5 passes, images/s)     after            before (load 1-2)
+    CIFAR-10 (32 px)     loose JPEG files, tf.data          15,677  1.00x      38,786  1.00x
+    CIFAR-10 (32 px)     loose JPEG files, autotune off     14,611  0.93x      31,415  0.81x
+    CIFAR-10 (32 px)     TFRecord, per-record map           18,743  1.20x      24,909  0.64x
+    CIFAR-10 (32 px)     TFRecord, per-record, autotune off 20,157  1.29x      25,124  0.65x
+    CIFAR-10 (32 px)     TFRecord, tfrecord_tools.load      37,395  2.39x      90,537  2.33x
+    photos (300-800 px)  loose JPEG files, tf.data             627  1.00x       1,263  1.00x
+    photos (300-800 px)  loose JPEG files, autotune off      1,068  1.70x       1,925  1.52x
+    photos (300-800 px)  TFRecord, per-record map              623  0.99x       1,260  1.00x
+    photos (300-800 px)  TFRecord, per-record, autotune off  1,198  1.91x       1,273  1.01x
+    photos (300-800 px)  TFRecord, tfrecord_tools.load         522  0.83x       1,814  1.44x
+    photos (300-800 px)  TFRecord --max-side 300, load       1,695  2.71x           -
 
-Conversion: the 60,000 CIFAR JPEGs take 6-7 CPU-seconds in all, 15,300-15,400
-images/s with 2 workers (2.5x the 6,000 wanted); for the photos the decode check
-is ~90% of a worker's time, so conversion is limited by libjpeg, not by Python.
-Reading: for small images of one size, load() parses a batch of records at once
-and decodes it in one graph loop, 2.7-2.8x the loose files (2.5-2.6x the loose
-files with the autotuner off as well); a per-record TFRecord reader is no faster
-than loose files, since the per-element tf.data overhead, not file opening,
-dominates at 1 KB per image. Large photos are decode-bound: every reader runs at
-the same rate. Under load from other jobs (load average 6-8) the same benchmark
-gave 1.5-1.9x for load() on CIFAR, before these changes to load(); timings on a
-shared machine are noisy, hence medians and two runs.
+    A second run of the photos alone (``--photos 2000 --fuzz 0``, load 3-5): loose files
+    624 (1.00x), autotune off 1,173 (1.88x), load() 1,053 (1.69x), --max-side 300 2,309
+    (3.70x; best passes 3,380 against 1,242 and 1,337). Earlier runs: 4.20x, and 4.39x
+    with 200 photos. Against the faster loose row (autotune off) the --max-side records
+    are read at 1.6-2.0x: decoding a 300 px JPEG is ~4x cheaper than a 300-800 px one,
+    but the resize to 224x224 and tf.data's per-image work stay.
+
+    decode check, 500 CIFAR JPEGs with 1-3 bytes changed in their entropy-coded data
+    Pillow (the check before)    rejects    3 of 500 (0.6%)
+    tfrecord_tools (strict)      rejects  220 of 500 (44.0%)
+    tf.io.decode_jpeg            rejects    4 of 500 (0.8%)
+
+Before this version (2026-11-25, quiet machine): conversion 15,300-15,400 images/s
+for CIFAR with 2 workers; load() 2.7-2.8x the loose files on CIFAR. Conversion
+is limited by libjpeg, not by Python; for small images of one size load() parses
+a batch of records at once and decodes it in one graph loop; large photos are
+decode-bound, so every reader of them runs at about the same rate unless the
+records hold smaller images (--max-side). Timings on a shared machine are noisy:
+compare ratios from one run.
 """
 
 import argparse

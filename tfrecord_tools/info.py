@@ -38,6 +38,8 @@ def dataset_info(out):
         "duplicates": sidecar.get("duplicates", {}),
         "seed": sidecar.get("seed"),
         "tool_version": sidecar.get("tool_version"),
+        "resize": sidecar.get("resize"),
+        "warnings": sidecar.get("warnings", []),
     }
 
 
@@ -69,9 +71,17 @@ def format_info(info):
         f"rejected: {totals.get('rejected', 0):,} {info['rejected_by_category'] or ''}".rstrip()
         + f"; re-encoded to JPEG: {totals.get('reencoded', 0):,} {info['reencoded_by_source'] or ''}".rstrip()
     )
+    resize = info.get("resize")
+    if isinstance(resize, dict):
+        lines.append(f"stored resized: longer side at most {resize.get('max_side')} px, JPEG quality "
+                     f"{resize.get('jpeg_quality')} ({resize.get('resized_images', '?')} image(s) resized)")
     duplicates = info["duplicates"].get("across_splits_count", 0)
     if duplicates:
         lines.append(f"warning: {duplicates} image(s) appear in more than one split")
+    conflicting = info["duplicates"].get("conflicting_labels_count", 0)
+    if conflicting:
+        lines.append(f"warning: {conflicting} image(s) are stored under two or more classes (see dataset.json)")
+    lines.extend(f"warning: {warning}" for warning in info.get("warnings") or [])
     return "\n".join(lines)
 
 

@@ -30,6 +30,7 @@ import concurrent.futures
 import contextlib
 import inspect
 import multiprocessing
+import numbers
 import os
 import signal
 import sys
@@ -104,8 +105,9 @@ def usable_workers(workers):
     module docstring).
     """
     count = default_workers() if workers is None else workers
-    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+    if isinstance(count, bool) or not isinstance(count, numbers.Integral) or count < 1:
         raise ValueError(f"workers must be a whole number of at least 1, got {workers!r}")
+    count = int(count)
     if count > 1:
         script = unguarded_main_script()
         if script is not None:

@@ -32,6 +32,7 @@ import hashlib
 import json
 import math
 import multiprocessing
+import numbers
 import os
 import random
 import time
@@ -765,10 +766,10 @@ def _run_jobs(jobs, pool, counter, progress, total_images, out):
 
 def _check_options(test_fraction, val_fraction, num_shards, target_shard_bytes, max_side, jpeg_quality):
     def whole(value):
-        return isinstance(value, int) and not isinstance(value, bool)
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
     for name, value in (("test_fraction", test_fraction), ("val_fraction", val_fraction)):
-        if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value < 1.0:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value < 1.0:
             raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
     if test_fraction + val_fraction >= 1.0:
         raise ValueError(f"test_fraction + val_fraction must be below 1 (training needs images), got "
@@ -861,6 +862,11 @@ def write_dataset(src, out, *, test_fraction=None, seed=0, num_shards=None, targ
     val_fraction = 0.0 if val_fraction is None else val_fraction
     target_shard_bytes = DEFAULT_TARGET_SHARD_BYTES if target_shard_bytes is None else target_shard_bytes
     _check_options(test_fraction, val_fraction, num_shards, target_shard_bytes, max_side, jpeg_quality)
+    # Plain Python numbers from here on (a NumPy integer would not go into the JSON plan digests).
+    test_fraction, val_fraction = float(test_fraction), float(val_fraction)
+    num_shards = None if num_shards is None else int(num_shards)
+    max_side = None if max_side is None else int(max_side)
+    target_shard_bytes, jpeg_quality = int(target_shard_bytes), int(jpeg_quality)
     workers = _pool.usable_workers(workers)
     source = os.path.realpath(os.fspath(src))
     out = os.path.realpath(os.fspath(out))

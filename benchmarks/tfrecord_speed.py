@@ -73,8 +73,9 @@ an earlier run of the version before the strict check and --max-side, at load
     624 (1.00x), autotune off 1,173 (1.88x), load() 1,053 (1.69x), --max-side 300 2,309
     (3.70x; best passes 3,380 against 1,242 and 1,337). Other runs: 4.20x (photos alone),
     2.21x (the whole benchmark at load 7-8), 4.39x (200 photos, one pass). Against the
-    faster loose row (autotune off) the --max-side records are read at 1.6-2.0x: decoding a 300 px JPEG is ~4x cheaper than a 300-800 px one,
-    but the resize to 224x224 and tf.data's per-image work stay.
+    faster loose row (autotune off) the --max-side records are read at 1.6-2.0x: decoding
+    a 300 px JPEG is ~4x cheaper than a 300-800 px one, but the resize to 224x224 and
+    tf.data's per-image work stay.
 
     decode check, 500 CIFAR JPEGs with 1-3 bytes changed in their entropy-coded data
     Pillow (the check before)    rejects    3 of 500 (0.6%)

@@ -5,7 +5,6 @@ a few tiny generated images, except where a real process is the point (SIGTERM).
 """
 
 import errno
-import fcntl
 import io
 import json
 import multiprocessing
@@ -437,6 +436,7 @@ def test_failed_write_leaves_no_empty_out_and_lists_what_it_rejected(tmp_path):
 
 
 def test_verify_during_a_running_write_says_so(tmp_path):
+    fcntl = pytest.importorskip("fcntl")
     out = tmp_path / "out"
     out.mkdir()
     (out / ".tfrecord_tools-progress.jsonl").write_text("")

@@ -3,7 +3,7 @@ Title: TFRecord conversion and reading speed
 Description: How fast tfrecord_tools converts an image folder (1 and 2 workers) and how
 fast load() reads it back, against the same files read one by one with tf.data.
 Run: LAB_DATA_DIR=../shared/data python benchmarks/tfrecord_speed.py
-     python benchmarks/tfrecord_speed.py --data-dir DIR --photos 2000
+     python benchmarks/tfrecord_speed.py --data-dir DIR --photos 2000 [--fuzz 500]
 
 Two folders, one run:
 
@@ -31,50 +31,64 @@ in the same process, one pipeline after the other, ``--repeats`` passes each
 it left a core idle in about 4 passes out of 10; see ``tfrecord_tools/read.py``),
 so the loose files and the per-record reader are timed with it off too.
 
-Measured (2026-11-25, quiet 2-CPU machine, load average 1-2), command
-``python benchmarks/tfrecord_speed.py --data-dir DIR --photos 2000``
-(CIFAR from the ``../shared/data`` archive, extracted)::
+The photos are also written with ``--max-side 300`` (the assignment's size) and
+read by ``load()`` with the same pipeline after the records (resize to 224x224,
+batches of 256): the last reading row. A last table damages 500 JPEGs (1-3
+random bytes changed in the entropy-coded data) and counts what each decode
+check rejects.
 
-    folder               workers  images     MB  wall s   img/s  CPU s img/CPU-s  start  check   plan  write finish
-    CIFAR-10 (32 px)           1  60,000   78.6    5.71  10,517   5.71    10,508   0.00   3.48   0.28   1.60   0.34
-    CIFAR-10 (32 px)           2  60,000   78.6    3.90  15,385   6.82     8,792   0.02   2.22   0.30   0.94   0.41
-    photos (300-800 px)        1   2,000  170.1    3.22     621   3.17       632   0.00   2.75   0.01   0.46   0.01
-    photos (300-800 px)        2   2,000  170.1    1.81   1,103   3.45       579   0.02   1.51   0.01   0.27   0.01
+Measured 2026-12-01 on a 2-CPU machine shared with other jobs (load average 5-7;
+an earlier run of the version before the strict check and --max-side, at load
+0.6-2.3, is given for comparison). Command
+``python benchmarks/tfrecord_speed.py --data-dir DIR --photos 2000``::
 
-    Where the time goes, per image inside one worker (microseconds)
-    folder                KB/img   open + read (x2)   sniff + decode check   SHA-256 (x2)   Example + framing + CRC
-    CIFAR-10 (32 px)         0.9               25.3                   38.6            1.9                      12.4
-    photos (300-800 px)     84.7               79.3                 1154.1           95.8                      47.5
+    conversion            workers  images  wall s   img/s  CPU s img/CPU-s    (before: img/CPU-s)
+    CIFAR-10 (32 px)            1  60,000    8.79   6,827   3.34    17,938    (15,069)
+    CIFAR-10 (32 px)            2  60,000    7.84   7,653   3.77    15,935    (14,228)
+    photos (300-800 px)         1   2,000    6.12     327   2.21       906    (911)
+    photos (300-800 px)         2   2,000    6.47     309   2.47       809    (852)
+    photos -> max 300 px        1   2,000   18.89     106   9.86       203
+    photos -> max 300 px        2   2,000   15.57     128  10.18       196
 
-    reading the train split (median of 5 passes, images/s)      run 1              run 2
-    CIFAR-10 (32 px)     loose JPEG files, tf.data          26,555  1.00x      23,412  1.00x
-    CIFAR-10 (32 px)     loose JPEG files, autotune off     28,943  1.09x      24,494  1.05x
-    CIFAR-10 (32 px)     TFRecord, per-record map           25,333  0.95x      18,909  0.81x
-    CIFAR-10 (32 px)     TFRecord, per-record, autotune off 25,777  0.97x      18,869  0.81x
-    CIFAR-10 (32 px)     TFRecord, tfrecord_tools.load      73,646  2.77x      62,462  2.67x
-    photos (300-800 px)  loose JPEG files, tf.data           1,263  1.00x       1,142  1.00x
-    photos (300-800 px)  loose JPEG files, autotune off      1,228  0.97x       1,202  1.05x
-    photos (300-800 px)  TFRecord, per-record map            1,172  0.93x       1,196  1.05x
-    photos (300-800 px)  TFRecord, per-record, autotune off  1,233  0.98x       1,192  1.04x
-    photos (300-800 px)  TFRecord, tfrecord_tools.load       1,258  1.00x       1,152  1.01x
+    (wall seconds are those of a loaded machine; before, at load 1-2, CIFAR with 2 workers took
+    2.31 s, 26,027 images/s. Compare the CPU columns.)
+    The strict check costs less CPU than the Pillow check it replaced (one process, best of 3,
+    CPU time: CIFAR 11.7 instead of 24.1 us per image, photos 904 instead of 970 us).
+    --max-side costs ~5 ms of CPU per 300-800 px photo, most of it Lanczos resampling.
 
-A third run, after the review fixes (4 shards per split by default instead of one
-per worker, the JPEG end-marker check, a process pool that reports dead workers):
-CIFAR conversion 10,228 images/s with 1 worker and 11,815 with 2 (two more 2-worker
-runs of write_dataset alone: 16,166 and 15,488); reading, load() 73,743 against
-26,845 for the loose files (2.75x); photos 1,163 against 1,263 (0.92x).
+    reading the train split (median of 5 passes, images/s)     after            before (load 1-2)
+    CIFAR-10 (32 px)     loose JPEG files, tf.data          15,677  1.00x      38,786  1.00x
+    CIFAR-10 (32 px)     loose JPEG files, autotune off     14,611  0.93x      31,415  0.81x
+    CIFAR-10 (32 px)     TFRecord, per-record map           18,743  1.20x      24,909  0.64x
+    CIFAR-10 (32 px)     TFRecord, per-record, autotune off 20,157  1.29x      25,124  0.65x
+    CIFAR-10 (32 px)     TFRecord, tfrecord_tools.load      37,395  2.39x      90,537  2.33x
+    photos (300-800 px)  loose JPEG files, tf.data             627  1.00x       1,263  1.00x
+    photos (300-800 px)  loose JPEG files, autotune off      1,068  1.70x       1,925  1.52x
+    photos (300-800 px)  TFRecord, per-record map              623  0.99x       1,260  1.00x
+    photos (300-800 px)  TFRecord, per-record, autotune off  1,198  1.91x       1,273  1.01x
+    photos (300-800 px)  TFRecord, tfrecord_tools.load         522  0.83x       1,814  1.44x
+    photos (300-800 px)  TFRecord --max-side 300, load       1,695  2.71x           -
 
-Conversion: the 60,000 CIFAR JPEGs take 6-7 CPU-seconds in all, 15,300-15,400
-images/s with 2 workers (2.5x the 6,000 wanted); for the photos the decode check
-is ~90% of a worker's time, so conversion is limited by libjpeg, not by Python.
-Reading: for small images of one size, load() parses a batch of records at once
-and decodes it in one graph loop, 2.7-2.8x the loose files (2.5-2.6x the loose
-files with the autotuner off as well); a per-record TFRecord reader is no faster
-than loose files, since the per-element tf.data overhead, not file opening,
-dominates at 1 KB per image. Large photos are decode-bound: every reader runs at
-the same rate. Under load from other jobs (load average 6-8) the same benchmark
-gave 1.5-1.9x for load() on CIFAR, before these changes to load(); timings on a
-shared machine are noisy, hence medians and two runs.
+    A second run of the photos alone (``--photos 2000 --fuzz 0``, load 3-5): loose files
+    624 (1.00x), autotune off 1,173 (1.88x), load() 1,053 (1.69x), --max-side 300 2,309
+    (3.70x; best passes 3,380 against 1,242 and 1,337). Other runs: 4.20x (photos alone),
+    2.21x (the whole benchmark at load 7-8), 4.39x (200 photos, one pass). Against the
+    faster loose row (autotune off) the --max-side records are read at 1.6-2.0x: decoding
+    a 300 px JPEG is ~4x cheaper than a 300-800 px one, but the resize to 224x224 and
+    tf.data's per-image work stay.
+
+    decode check, 500 CIFAR JPEGs with 1-3 bytes changed in their entropy-coded data
+    Pillow (the check before)    rejects    3 of 500 (0.6%)
+    tfrecord_tools (strict)      rejects  220 of 500 (44.0%)
+    tf.io.decode_jpeg            rejects    4 of 500 (0.8%)
+
+Before this version (2026-11-25, quiet machine): conversion 15,300-15,400 images/s
+for CIFAR with 2 workers; load() 2.7-2.8x the loose files on CIFAR. Conversion
+is limited by libjpeg, not by Python; for small images of one size load() parses
+a batch of records at once and decodes it in one graph loop; large photos are
+decode-bound, so every reader of them runs at about the same rate unless the
+records hold smaller images (--max-side). Timings on a shared machine are noisy:
+compare ratios from one run.
 """
 
 import argparse
@@ -109,6 +123,8 @@ config = {
     "batch_size": 256,  # reading batch size
     "repeats": 5,  # timed reading passes per pipeline (median and best are reported)
     "breakdown_files": 2000,  # files timed one by one for the per-image breakdown
+    "max_side": 300,  # the photos are also written with --max-side 300 (the assignment's size)
+    "fuzz_files": 500,  # JPEGs with 1-3 changed bytes in their entropy data, for the decode-check table
     "seed": 0,
 }
 
@@ -122,6 +138,8 @@ def parse_arguments():
                              "(default $LAB_DATA_DIR)")
     parser.add_argument("--photos", type=int, default=config["photos"], help="generated photos (0: none)")
     parser.add_argument("--repeats", type=int, default=config["repeats"])
+    parser.add_argument("--fuzz", type=int, default=config["fuzz_files"],
+                        help="JPEGs to damage for the decode-check table (0: none)")
     parser.add_argument("--keep", metavar="DIR", help="keep the temporary folders under DIR")
     return parser.parse_args()
 
@@ -175,10 +193,11 @@ def cpu_seconds():
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def convert(source, out, workers):
+def convert(source, out, workers, max_side=None):
     shutil.rmtree(out, ignore_errors=True)
     cpu_before = cpu_seconds()
-    summary = tfrecord_tools.write_dataset(source, out, workers=workers, test_fraction=0.2, seed=config["seed"])
+    summary = tfrecord_tools.write_dataset(source, out, workers=workers, test_fraction=0.2, seed=config["seed"],
+                                           max_side=max_side)
     summary["cpu_seconds"] = cpu_seconds() - cpu_before
     return summary
 
@@ -214,7 +233,49 @@ def per_image_breakdown(source):
     return {name: seconds / len(sample) * 1e6 for name, seconds in timings.items()}, mean_bytes
 
 
-def reading_pipelines(tf, source, out, image_size):
+def fuzz_decode_check(source, count, seed):
+    """How many JPEGs with 1-3 bytes changed in their entropy-coded data each check rejects."""
+    import io
+
+    from PIL import Image
+
+    _, _, candidates, _ = scan.find_files(source)
+    rng = np.random.default_rng(seed)
+    counts = {"Pillow (the check before)": 0, "tfrecord_tools (strict)": 0, "tf.io.decode_jpeg": 0}
+    import tensorflow as tf
+
+    tried = 0
+    for path, *_ in candidates:
+        if tried == count:
+            break
+        data = bytearray(Path(path).read_bytes())
+        start = data.find(b"\xff\xda")
+        if start < 0:
+            continue
+        start += 2 + int.from_bytes(data[start + 2 : start + 4], "big")
+        end = len(data) - 2  # the end-of-image marker
+        if end - start < 8:
+            continue
+        for position in rng.choice(np.arange(start, end), size=int(rng.integers(1, 4)), replace=False):
+            data[position] = (data[position] + int(rng.integers(1, 256))) % 256  # always a different value
+        damaged = bytes(data)
+        tried += 1
+        try:
+            Image.open(io.BytesIO(damaged)).load()
+        except Exception:
+            counts["Pillow (the check before)"] += 1
+        try:
+            encode.check_image(damaged)
+        except encode.ImageCheckError:
+            counts["tfrecord_tools (strict)"] += 1
+        try:
+            tf.io.decode_jpeg(damaged, channels=3)
+        except tf.errors.InvalidArgumentError:
+            counts["tf.io.decode_jpeg"] += 1
+    return tried, counts
+
+
+def reading_pipelines(tf, source, out, image_size, resized_out=None):
     """name -> dataset factory; each yields (images, labels) batches of the train split."""
     autotune = tf.data.AUTOTUNE
     batch_size = config["batch_size"]
@@ -258,16 +319,21 @@ def reading_pipelines(tf, source, out, image_size):
             return make_dataset().with_options(options)
         return make
 
-    def load():
-        return tfrecord_tools.load(out, "train", batch_size=batch_size, image_size=image_size, shuffle=False)
+    def load(folder=out):
+        return tfrecord_tools.load(folder, "train", batch_size=batch_size, image_size=image_size, shuffle=False)
 
     # load() switches tf.data's autotuner off (see tfrecord_tools/read.py); the
     # other pipelines are timed both ways, so the comparison is fair either way.
-    return {"loose JPEG files, tf.data": loose_files,
-            "loose JPEG files, autotune off": without_autotune(loose_files),
-            "TFRecord, per-record map": plain_tfrecord,
-            "TFRecord, per-record, autotune off": without_autotune(plain_tfrecord),
-            "TFRecord, tfrecord_tools.load": load}
+    pipelines = {"loose JPEG files, tf.data": loose_files,
+                 "loose JPEG files, autotune off": without_autotune(loose_files),
+                 "TFRecord, per-record map": plain_tfrecord,
+                 "TFRecord, per-record, autotune off": without_autotune(plain_tfrecord),
+                 "TFRecord, tfrecord_tools.load": load}
+    if resized_out is not None:
+        # The same pipeline after the records (resize to image_size, batch), on records
+        # stored at most --max-side px a side: less JPEG to decode.
+        pipelines[f"TFRecord --max-side {config['max_side']}, load"] = lambda: load(resized_out)
+    return pipelines
 
 
 def time_reading(dataset_factory):
@@ -315,18 +381,25 @@ def main():
               f"{'CPU s':>6} {'img/CPU-s':>9} {'start':>6} {'check':>6} {'plan':>6} {'write':>6} {'finish':>6}")
     print(header)
     print("-" * len(header))
-    outputs = {}
-    for name, (source, _) in folders.items():
-        for workers in config["workers"]:
-            out = scratch / f"out_{name.split()[0]}_{workers}"
-            summary = convert(source, out, workers)
-            phases = summary["phase_seconds"]
-            images = summary["totals"]["images"]
-            print(f"{name:<20} {workers:>7} {images:>7,} {summary['totals']['bytes'] / 1e6:>6.1f} "
-                  f"{summary['seconds']:>7.2f} {summary['images_per_second']:>7,.0f} "
-                  f"{summary['cpu_seconds']:>6.2f} {images / summary['cpu_seconds']:>9,.0f} "
-                  + " ".join(f"{phases[phase]:>6.2f}" for phase in ("start_workers", "check", "plan", "write",
-                                                                     "sidecar")), flush=True)
+    outputs, resized_outputs = {}, {}
+    runs = [(name, source, workers, None) for name, (source, _) in folders.items() for workers in config["workers"]]
+    if "photos (300-800 px)" in folders:
+        runs += [("photos (300-800 px)", folders["photos (300-800 px)"][0], workers, config["max_side"])
+                 for workers in config["workers"]]
+    for name, source, workers, max_side in runs:
+        out = scratch / f"out_{name.split()[0]}_{workers}{f'_max{max_side}' if max_side else ''}"
+        summary = convert(source, out, workers, max_side)
+        if max_side:
+            resized_outputs[name] = out
+            name = f"photos -> max {max_side} px"
+        phases = summary["phase_seconds"]
+        images = summary["totals"]["images"]
+        print(f"{name:<20} {workers:>7} {images:>7,} {summary['totals']['bytes'] / 1e6:>6.1f} "
+              f"{summary['seconds']:>7.2f} {summary['images_per_second']:>7,.0f} "
+              f"{summary['cpu_seconds']:>6.2f} {images / summary['cpu_seconds']:>9,.0f} "
+              + " ".join(f"{phases[phase]:>6.2f}" for phase in ("start_workers", "check", "plan", "write",
+                                                                 "sidecar")), flush=True)
+        if not max_side:
             outputs[name] = out
     print("(phases in wall seconds: start = output checks + starting the worker processes; check = find, "
           "sniff, decode, hash; finish = stopping workers + sidecar)")
@@ -350,13 +423,19 @@ def main():
     print(header)
     print("-" * len(header))
     for name, (source, image_size) in folders.items():
-        pipelines = reading_pipelines(tf, source, outputs[name], image_size)
+        pipelines = reading_pipelines(tf, source, outputs[name], image_size, resized_outputs.get(name))
         baseline = None
         for pipeline_name, factory in pipelines.items():
             median, best = time_reading(factory)
             baseline = baseline or median
             print(f"{name:<20} {pipeline_name:<36} {median:>12,.0f} {best:>9,.0f} {median / baseline:>8.2f}x",
                   flush=True)
+    if arguments.fuzz:
+        name, (source, _) = next(iter(folders.items()))
+        tried, counts = fuzz_decode_check(source, arguments.fuzz, config["seed"])
+        print(f"\n== Decode check: {tried} JPEGs of {name} with 1-3 bytes changed in their entropy-coded data ==")
+        for checker, rejected in counts.items():
+            print(f"{checker:<28} rejects {rejected:>4} of {tried} ({rejected / tried:.1%})")
     print(f"\nload average at the end: {os.getloadavg()[0]:.1f}")
     if not arguments.keep:
         shutil.rmtree(scratch, ignore_errors=True)

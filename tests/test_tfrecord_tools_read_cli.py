@@ -203,8 +203,8 @@ def test_cli_verify_failure_names_shard_and_record(written, tmp_path):
 
 @pytest.mark.slow
 def test_worker_pool_from_a_script_without_main_guard_after_tensorflow(tmp_path):
-    """Lab scripts are top-level code: spawned workers must not run the script again."""
-    make_class_folder(tmp_path / "src", per_class=100, size=(8, 8))  # > 1 chunk, so the pool is used
+    """Lab scripts are top-level code: spawned workers would run them again, so one process is used, with a warning."""
+    make_class_folder(tmp_path / "src", per_class=100, size=(8, 8))  # > 1 chunk, so the pool would be used
     script = tmp_path / "lab_like.py"
     script.write_text(textwrap.dedent(f"""
         import tensorflow as tf
@@ -220,6 +220,30 @@ def test_worker_pool_from_a_script_without_main_guard_after_tensorflow(tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.count("script body ran") == 1
     assert "300 images in" in result.stdout and "OK: 300 records" in result.stdout
+    assert "1 process is used" in result.stderr and "python -m tfrecord_tools write" in result.stderr
+
+
+def test_script_with_a_main_guard_uses_its_workers(tmp_path):
+    make_class_folder(tmp_path / "src", per_class=100, size=(8, 8))
+    script = tmp_path / "guarded.py"
+    script.write_text(textwrap.dedent(f"""
+        import multiprocessing, warnings
+        import tfrecord_tools
+        print("script body ran")
+
+        def main():
+            warnings.simplefilter("error")  # the fallback warning would fail the run
+            summary = tfrecord_tools.write_dataset({str(tmp_path / 'src')!r}, {str(tmp_path / 'out')!r}, workers=2)
+            print(tfrecord_tools.format_summary(summary))
+
+        if __name__ == "__main__":
+            main()
+    """))
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    assert result.returncode == 0, result.stderr[-2000:]
+    # Each spawned worker imports the script as __mp_main__ (its guarded part does not run).
+    assert result.stdout.count("script body ran") >= 2 and "300 images in" in result.stdout
 
 
 def test_cli_write_does_not_import_tensorflow(tmp_path):

@@ -2,34 +2,41 @@
 
 Why spawn: ``fork`` copies a parent that may already run TensorFlow's thread
 pools, and a child that inherits a lock held by one of those threads can hang.
-Spawned workers start from a fresh interpreter and import only Pillow, hashlib
-and google-crc32c (``tfrecord_tools`` imports TensorFlow lazily).
+Spawned workers start from a fresh interpreter and import only Pillow, hashlib,
+simplejpeg and google-crc32c (``tfrecord_tools`` imports TensorFlow lazily).
 
-Why hide ``__main__``: a spawned child normally re-imports the parent's main
-script to find functions defined there. The course's lab scripts are written as
-top-to-bottom module code without an ``if __name__ == "__main__"`` guard, so
-re-importing one would run the whole lab again inside every worker. Our worker
-functions live in ``tfrecord_tools`` modules, so the children do not need the
-main script; we show them a blank ``__main__`` while the pool starts.
+Why a main guard is needed: a spawned child imports the parent's main script
+again (as ``__mp_main__``) before it runs any task, with every start method but
+``fork``. The course's lab scripts are top-to-bottom module code without an
+``if __name__ == "__main__":`` guard, so each worker would run the whole script
+again. Only public API is used here, so nothing hides the script from the
+children: :func:`usable_workers` looks at the caller instead. Called from the
+top level of a main script outside such a guard, it warns and uses one process
+(the work is then done in the calling process, at a fraction of the speed).
+Such scripts should run ``python -m tfrecord_tools write ...`` as a subprocess,
+which is what a user would type, and is as fast as it can be.
 
 Why ``concurrent.futures``: when a worker of a ``multiprocessing.Pool`` dies
-(the out-of-memory killer sends SIGKILL), the pool starts a replacement (which,
-spawned outside the blank ``__main__``, would run the lab script) and the task
-the dead worker held is lost, so the parent waits forever. A
+(the out-of-memory killer sends SIGKILL), the pool starts a replacement and the
+task the dead worker held is lost, so the parent waits forever. A
 ``ProcessPoolExecutor`` never replaces a worker: it fails every pending task
 with ``BrokenProcessPool``, which :class:`WorkerPool` turns into a
-:class:`~tfrecord_tools.errors.WorkerDiedError` that says what to do.
+:class:`~tfrecord_tools.errors.WorkerDiedError` that says what to do. It starts
+its processes as tasks arrive, never more than there are tasks at once.
 """
 
+import ast
 import concurrent.futures
 import contextlib
+import inspect
 import multiprocessing
+import numbers
 import os
 import signal
 import sys
 import threading
 import time
-import types
+import warnings
 from concurrent.futures.process import BrokenProcessPool
 
 from .errors import WorkerDiedError
@@ -46,15 +53,73 @@ def default_workers():
         return max(1, os.cpu_count() or 1)
 
 
-@contextlib.contextmanager
-def _blank_main_module():
-    real_main = sys.modules.get("__main__")
-    sys.modules["__main__"] = types.ModuleType("__main__")
+def _is_main_guard(node):
+    """True for ``if __name__ == "__main__":`` (either way round)."""
+    if not isinstance(node, ast.If) or not isinstance(node.test, ast.Compare) or len(node.test.ops) != 1:
+        return False
+    if not isinstance(node.test.ops[0], ast.Eq):
+        return False
+    sides = [node.test.left, node.test.comparators[0]]
+    names = [side.id for side in sides if isinstance(side, ast.Name)]
+    strings = [side.value for side in sides if isinstance(side, ast.Constant)]
+    return names == ["__name__"] and strings == ["__main__"]
+
+
+def unguarded_main_script():
+    """The path of the main script when the call comes from its top level outside a main guard, else None.
+
+    A spawned worker re-runs exactly that code. Interactive sessions, notebooks,
+    ``python -c`` and ``python -m tfrecord_tools`` have nothing to re-run or are guarded.
+    """
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if main is None or not path:
+        return None
+    frame = inspect.currentframe()
     try:
-        yield
+        while frame is not None:
+            if frame.f_globals is vars(main) and frame.f_code.co_name == "<module>":
+                break
+            frame = frame.f_back
+        if frame is None:
+            return None  # the script's top-level code is not running (called later, from a thread, ...)
+        line = frame.f_lineno
     finally:
-        if real_main is not None:
-            sys.modules["__main__"] = real_main
+        del frame
+    try:
+        with open(path, encoding="utf-8") as handle:
+            tree = ast.parse(handle.read())
+    except (OSError, SyntaxError, ValueError):
+        return path  # cannot tell: be safe
+    for node in tree.body:
+        if _is_main_guard(node) and node.lineno <= line <= (node.end_lineno or node.lineno):
+            return None
+    return path
+
+
+def usable_workers(workers):
+    """The number of processes to use: ``workers`` (default all cores), or 1 where more cannot work.
+
+    Raises ValueError for a count below 1. Warns (``RuntimeWarning``) and returns 1
+    when called from the top level of a script without a main guard (see the
+    module docstring).
+    """
+    count = default_workers() if workers is None else workers
+    if isinstance(count, bool) or not isinstance(count, numbers.Integral) or count < 1:
+        raise ValueError(f"workers must be a whole number of at least 1, got {workers!r}")
+    count = int(count)
+    if count > 1:
+        script = unguarded_main_script()
+        if script is not None:
+            warnings.warn(
+                f"tfrecord_tools: called from the top level of {script}, outside an 'if __name__ == "
+                "\"__main__\":' block: worker processes would run that script again, so 1 process is used. "
+                "Put the call under such a block, or run 'python -m tfrecord_tools write SRC OUT' "
+                "(subprocess.run from a script) to use every core",
+                RuntimeWarning, stacklevel=3,
+            )
+            return 1
+    return count
 
 
 def _prepare_worker(initializer, initargs):
@@ -87,9 +152,10 @@ class WorkerPool:
     initializer, initargs
         Run in every worker once, as for :class:`multiprocessing.pool.Pool`.
 
-    Every worker is started here, while the children see a blank ``__main__``
-    and ignore Ctrl-C; none is ever started later. Use as a context manager, or
-    call :meth:`terminate` when done.
+    Workers start as tasks are submitted (never more than tasks submitted at once),
+    and ignore Ctrl-C: the parent handles it. Use as a context manager, or call
+    :meth:`terminate` when done. The caller's main script needs a main guard (see
+    :func:`usable_workers`).
     """
 
     def __init__(self, workers, initializer=None, initargs=()):
@@ -98,11 +164,8 @@ class WorkerPool:
             workers, mp_context=multiprocessing.get_context("spawn"), initializer=_prepare_worker,
             initargs=(initializer, initargs),
         )
-        with _blank_main_module(), _children_ignore_ctrl_c():
-            # The executor would otherwise start workers on demand, one per submit, some
-            # of them outside these two contexts. (A private method, in CPython 3.11+.)
-            self._executor._launch_processes()
-        self._processes = list(self._executor._processes.values())
+        self._seen = []  # our worker processes (multiprocessing.Process objects), once started
+
 
     def map(self, function, items, *, doing, then=None, ordered=True, on_wait=None):
         """Yield ``function(item)`` for every item, computed in the workers.
@@ -130,7 +193,10 @@ class WorkerPool:
             Whatever ``function`` raised in a worker.
         """
         try:
-            futures = [self._executor.submit(function, item) for item in items]
+            before = set(multiprocessing.active_children())
+            with _children_ignore_ctrl_c():  # workers start inside submit(); they inherit "ignore"
+                futures = [self._executor.submit(function, item) for item in items]
+            self._seen.extend(set(multiprocessing.active_children()) - before - set(self._seen))
             pending = set(futures)
             if ordered:
                 for future in futures:
@@ -158,9 +224,10 @@ class WorkerPool:
 
     def _death_message(self, doing, then):
         deadline = time.monotonic() + 2.0
-        for process in self._processes:  # the executor is stopping the others: wait a moment for exit codes
+        processes = self._seen
+        for process in processes:  # the executor is stopping the others: wait a moment for exit codes
             process.join(timeout=max(0.0, deadline - time.monotonic()))
-        codes = [process.exitcode for process in self._processes]
+        codes = [process.exitcode for process in processes]
         # The executor stops the other workers with SIGTERM: the first other code is the dead one's.
         dead = [code for code in codes if code is not None and code != -signal.SIGTERM]
         if dead and dead[0] == -signal.SIGKILL:
@@ -177,10 +244,10 @@ class WorkerPool:
     def terminate(self):
         """Stop every worker now, finished or not (like ``multiprocessing.Pool.terminate``)."""
         self._executor.shutdown(wait=False, cancel_futures=True)
-        for process in self._processes:
+        for process in self._seen:
             if process.exitcode is None:
                 process.terminate()
-        for process in self._processes:
+        for process in self._seen:
             process.join(timeout=5)
 
     def __enter__(self):

@@ -21,15 +21,39 @@ them:
 4. An image that must be re-encoded but has a side over 65,500 px (the largest
    JPEG libjpeg writes) is rejected as ``too_large``.
 
-EXIF orientation is not applied, as neither ``tf.io.decode_jpeg`` nor Keras's
-image loaders apply it: the stored pixels are the ones training will see.
+JPEG data is decoded strictly (simplejpeg's libjpeg-turbo binding with
+``strict=True``): the warnings that libjpeg prints and Pillow and
+``tf.io.decode_jpeg`` ignore ("Corrupt JPEG data: premature end of data segment",
+"extraneous bytes before marker") reject the file, as ``djpeg -strict`` would.
+Such files decode, but with grey or smeared rows. JPEG carries no checksum, so no
+decoder notices every changed byte. PNG files must have a correct CRC in every
+chunk (Pillow does not check the image data's).
+
+By default EXIF orientation is not applied, as neither ``tf.io.decode_jpeg`` nor
+Keras's image loaders apply it: the stored pixels are the ones training will see.
+``apply_orientation=True`` (``--apply-exif-orientation``) turns images upright
+(re-encoding those that need it). ICC colour profiles are not kept in
+re-encodings: TensorFlow ignores them when decoding.
+
+With ``max_side`` (``--max-side``), images whose longer side is over it are
+stored resized (aspect ratio kept, Pillow's Lanczos filter after a reduction by
+whole factors at least 2x above the target, as ``Image.thumbnail`` does), as
+JPEG at ``jpeg_quality``.
 """
 
 import hashlib
 import io
 import re
+import struct
+import warnings
+import zlib
 
 from PIL import Image, ImageFile
+
+try:  # libjpeg-turbo with its warnings made errors; faster than Pillow's decoder too
+    import simplejpeg
+except ImportError:  # pragma: no cover - exercised only where the wheel is missing
+    simplejpeg = None
 
 # Pillow would silently accept a truncated file if this were True; we want the error.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
@@ -42,6 +66,13 @@ DEFAULT_MAX_PIXELS = 100_000_000
 REENCODE_JPEG_QUALITY = 95
 #: Largest width or height libjpeg (Pillow's and TensorFlow's) encodes or decodes.
 MAX_JPEG_SIDE = 65_500
+#: Quality of the JPEGs that ``max_side`` resizes (``--jpeg-quality``).
+RESIZE_JPEG_QUALITY = 90
+#: How resized images are made, as recorded in ``dataset.json``.
+RESIZE_FILTER = "Pillow LANCZOS, reducing_gap 2.0 (JPEG draft decoding, then reduce(), then Lanczos)"
+#: True when JPEG data is checked strictly (simplejpeg is installed).
+STRICT_JPEG = simplejpeg is not None
+_warned_lenient = False
 
 # (signature test, format name, Pillow's format id)
 _SIGNATURES = (
@@ -183,7 +214,7 @@ def jpeg_ends_properly(data):
     return False
 
 
-def _open_common_jpeg(data, max_pixels):
+def _open_common_jpeg(data, max_pixels, strict=True):
     """Decode an 8-bit, 1- or 3-component JPEG without Pillow's Python header parser.
 
     For a 32x32 CIFAR image Pillow spends ~4x longer parsing markers in Python
@@ -205,11 +236,66 @@ def _open_common_jpeg(data, max_pixels):
             "too_large",
         )
     mode = "L" if components == 1 else "RGB"
+    if simplejpeg is not None and strict:
+        pixels = _strict_jpeg_pixels(data, "GRAY" if components == 1 else "RGB")
+        return Image.fromarray(pixels[:, :, 0] if components == 1 else pixels, mode=mode)
+    if strict:
+        _warn_lenient()
     try:
         return Image.frombytes(mode, (width, height), data, "jpeg", mode, "")
     except (ValueError, OSError) as error:
         message = "file is truncated" if "not enough image data" in str(error) else str(error)
         raise ImageCheckError(f"jpeg data cannot be decoded: {message}", "corrupt") from None
+
+
+def _warn_lenient():
+    global _warned_lenient
+    if not _warned_lenient:
+        warnings.warn("simplejpeg is not installed: JPEGs are checked with Pillow, which accepts damaged "
+                      "entropy data. Install it with: pip install simplejpeg", stacklevel=3)
+        _warned_lenient = True
+
+
+def _strict_jpeg_pixels(data, colorspace):
+    """Decode with libjpeg-turbo, every warning an error (simplejpeg ``strict=True``)."""
+    # A JPEG whose only fault is a missing end-of-image marker has all its pixels: it is
+    # accepted (and re-encoded, see keeps_original_bytes), so give libjpeg the marker.
+    ends = jpeg_ends_properly(data)
+    candidate = data
+    if not ends:
+        # Zero bytes where the marker should be are checked apart (open_checked: are they read as pixels?).
+        candidate = data.rstrip(b"\x00")
+        if candidate.endswith(b"\xff"):
+            candidate += b"\x00"  # a stuffed FF 00 at the end of the scan data
+        candidate += b"\xff\xd9"
+    try:
+        return simplejpeg.decode_jpeg(candidate, colorspace=colorspace, strict=True)
+    except ValueError as error:
+        message = str(error).strip().rstrip(".")
+        what = "damaged" if ends else "truncated or damaged (it has no end-of-image marker)"
+        raise ImageCheckError(
+            f"jpeg data is {what}: libjpeg says '{message}' (other decoders show such files with grey or "
+            "smeared rows)", "corrupt",
+        ) from None
+
+
+def _check_png_crcs(data):
+    """Every chunk's CRC must match (Pillow checks the header chunks, not the image data)."""
+    position, end = 8, len(data)
+    while position + 12 <= end:
+        length, kind = struct.unpack(">I4s", data[position : position + 8])
+        stop = position + 12 + length
+        if stop > end:
+            return  # truncated: the decoder reports it
+        (stored,) = struct.unpack(">I", data[stop - 4 : stop])
+        if zlib.crc32(data[position + 4 : stop - 4]) != stored:
+            name = kind.decode("latin-1")
+            raise ImageCheckError(
+                f"png data is damaged: the CRC of its {name} chunk at byte {position:,} does not match", "corrupt"
+            )
+        if kind == b"IEND":
+            return
+        position = stop
 
 
 def open_checked(data, max_pixels=DEFAULT_MAX_PIXELS):
@@ -246,7 +332,10 @@ def open_checked(data, max_pixels=DEFAULT_MAX_PIXELS):
         if unpadded.endswith(b"\xff"):
             unpadded += b"\x00"  # a stuffed FF 00 at the end of the scan data
         try:
-            same = _decode(unpadded.ljust(len(data), b"\x55"), source_format, max_pixels).tobytes() == image.tobytes()
+            # Without the strict check: the filler itself makes libjpeg warn.
+            lenient = _decode(data, source_format, max_pixels, strict=False)
+            same = (_decode(unpadded.ljust(len(data), b"\x55"), source_format, max_pixels, strict=False).tobytes()
+                    == lenient.tobytes())
         except ImageCheckError:
             same = False
         if not same:
@@ -258,12 +347,18 @@ def open_checked(data, max_pixels=DEFAULT_MAX_PIXELS):
     return image, source_format
 
 
-def _decode(data, source_format, max_pixels):
+def _decode(data, source_format, max_pixels, strict=True):
     """Fully decode the first frame (see :func:`open_checked`)."""
     if source_format == "jpeg":
-        image = _open_common_jpeg(data, max_pixels)
+        image = _open_common_jpeg(data, max_pixels, strict)
         if image is not None:
             return image
+        header = _jpeg_frame_header(data)
+        if (strict and simplejpeg is not None and header is not None and header[0] in _FAST_SOF_MARKERS
+                and header[1] == 8 and header[4] == 4 and header[2] * header[3] <= max_pixels):
+            _strict_jpeg_pixels(data, "CMYK")  # the strict check; Pillow makes the image below
+    elif source_format == "png":
+        _check_png_crcs(data)
     try:
         image = Image.open(io.BytesIO(data), formats=[_PILLOW_FORMAT[source_format]])
     except Exception as error:  # Pillow raises many types for bad headers
@@ -277,11 +372,66 @@ def _decode(data, source_format, max_pixels):
             f"{max_pixels / 1e6:.0f} MP (raise max_pixels to accept it)",
             "too_large",
         )
+    if source_format == "tiff":
+        _refuse_previews(image, data)
     try:
         image.load()  # decodes every pixel of the first frame; truncation raises here
     except Exception as error:
         raise ImageCheckError(f"{source_format} data cannot be decoded: {error}", "corrupt") from None
     return image
+
+
+def _refuse_previews(image, data):
+    """A camera RAW file opens as a TIFF whose first image is its small preview: refuse it."""
+    tags = getattr(image, "tag_v2", {})
+    raw = data[8:10] == b"CR" or 50706 in tags  # Canon CR2 signature, DNGVersion tag
+    if raw or int(tags.get(254, 0) or 0) & 1:  # NewSubfileType: "reduced-resolution version of another image"
+        what = "a camera RAW file" if raw else "a TIFF whose first image is a reduced-resolution preview"
+        raise ImageCheckError(
+            f"{what}: only its {image.width}x{image.height} preview could be stored, not the photo; convert the "
+            "file to JPEG or PNG first", "preview_only",
+        )
+
+
+def frame_count(image):
+    """Frames or pages in the file (animated GIF, WebP or PNG, multi-page TIFF); only the first is stored."""
+    try:
+        return int(getattr(image, "n_frames", 1) or 1)
+    except Exception:  # a damaged later frame: the first one decoded, which is what is stored
+        return 1
+
+
+def exif_orientation(data, image=None):
+    """The EXIF orientation tag (1-8), or 1 when there is none or it cannot be read."""
+    try:
+        if image is None or not hasattr(image, "getexif"):
+            image = Image.open(io.BytesIO(data))
+        value = image.getexif().get(0x0112, 1)
+        return value if isinstance(value, int) and 1 <= value <= 8 else 1
+    except Exception:  # damaged EXIF: treated as upright, as every decoder does
+        return 1
+
+
+#: EXIF orientation -> the transpose that turns the stored pixels upright.
+_UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+            5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+            8: Image.Transpose.ROTATE_90}
+
+
+def upright(image, orientation):
+    """``image`` turned as the EXIF ``orientation`` (1-8) says; 1 leaves it as it is."""
+    return image.transpose(_UPRIGHT[orientation]) if orientation in _UPRIGHT else image
+
+
+def stored_size(width, height, max_side=None):
+    """``(width, height)`` after ``max_side``: the longer side scaled to it, aspect kept; never enlarged."""
+    longer = max(width, height)
+    if max_side is None or longer <= max_side:
+        return width, height
+    scale = max_side / longer
+    if width >= height:
+        return max_side, max(1, round(height * scale))
+    return max(1, round(width * scale)), max_side
 
 
 def keeps_original_bytes(image, source_format, data):
@@ -300,9 +450,9 @@ def keeps_original_bytes(image, source_format, data):
             and jpeg_ends_properly(data))
 
 
-def _check_jpeg_side(image, source_format):
-    """Refuse to re-encode an image with a side JPEG cannot hold."""
-    width, height = image.size
+def _check_jpeg_side(size, source_format):
+    """Refuse to re-encode an image with a side JPEG cannot hold; ``size`` is (width, height)."""
+    width, height = size
     if max(width, height) > MAX_JPEG_SIDE:
         raise ImageCheckError(
             f"image is {width}x{height} pixels: this {source_format} must be re-encoded to JPEG, and JPEG holds "
@@ -320,7 +470,7 @@ def _to_8_bit_rgb(image):
     if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         import numpy as np  # only needed for these rare modes
 
-        pixels = np.asarray(image, dtype=np.float64)
+        pixels = np.asarray(image)
         brightest = float(pixels.max(initial=0))
         if image.mode == "F":  # floats: either 0..1 or an arbitrary range
             top = 1.0 if brightest <= 1.0 else brightest
@@ -328,7 +478,17 @@ def _to_8_bit_rgb(image):
             top = 65535.0
         else:
             top = 255.0
-        scaled = np.clip(np.rint(pixels / top * 255.0), 0, 255).astype(np.uint8)
+        # Row blocks of about 4 MB in float32: a 100 MP 16-bit image needs its own 200 MB
+        # and 100 MB for the result, not gigabytes of float64 temporaries.
+        scaled = np.empty(pixels.shape, np.uint8)
+        rows = max(1, 1_000_000 // max(1, pixels.shape[1]))
+        for start in range(0, pixels.shape[0], rows):
+            block = pixels[start : start + rows].astype(np.float32)
+            block *= np.float32(255.0 / top)
+            np.rint(block, out=block)
+            np.clip(block, 0, 255, out=block)
+            scaled[start : start + rows] = block
+        del pixels
         image = Image.fromarray(scaled, mode="L")
     if image.mode == "P":
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
@@ -339,7 +499,7 @@ def _to_8_bit_rgb(image):
     return image.convert("RGB") if image.mode != "RGB" else image
 
 
-def to_rgb_jpeg(image, quality=REENCODE_JPEG_QUALITY):
+def to_rgb_jpeg(image, quality=REENCODE_JPEG_QUALITY, size=None):
     """Encode a decoded Pillow image as an RGB JPEG.
 
     Parameters
@@ -348,26 +508,30 @@ def to_rgb_jpeg(image, quality=REENCODE_JPEG_QUALITY):
         Any mode: RGB, L, P, RGBA, LA, CMYK, I;16, ...
     quality : int
         JPEG quality, 1-95.
+    size : (int, int), optional
+        ``(width, height)`` to resize to first (Lanczos, ``reducing_gap=2.0``).
 
     Returns
     -------
     bytes
-        A baseline RGB JPEG of the same width and height. Pillow's encoder is
-        deterministic, so the same input gives the same bytes.
+        A baseline RGB JPEG. Pillow's encoder is deterministic, so the same input
+        gives the same bytes.
 
     Raises
     ------
     ImageCheckError
         A side is over :data:`MAX_JPEG_SIDE` (category ``too_large``).
     """
-    _check_jpeg_side(image, "image")
+    _check_jpeg_side(size or image.size, "image")
     rgb = _to_8_bit_rgb(image)
+    if size is not None and tuple(size) != rgb.size:
+        rgb = rgb.resize(tuple(size), Image.Resampling.LANCZOS, reducing_gap=2.0)
     buffer = io.BytesIO()
     rgb.save(buffer, format="JPEG", quality=quality)
     return buffer.getvalue()
 
 
-def check_image(data, max_pixels=DEFAULT_MAX_PIXELS):
+def check_image(data, max_pixels=DEFAULT_MAX_PIXELS, max_side=None, apply_orientation=False):
     """Check one file's bytes and describe what will be stored for it.
 
     Parameters
@@ -376,38 +540,119 @@ def check_image(data, max_pixels=DEFAULT_MAX_PIXELS):
         The whole file.
     max_pixels : int
         See :func:`open_checked`.
+    max_side : int, optional
+        Images whose longer side is over it are stored resized (see :func:`stored_size`).
+    apply_orientation : bool
+        Store images turned as their EXIF orientation says.
 
     Returns
     -------
     dict
-        ``source_format``, ``mode`` (Pillow's), ``height``, ``width``, ``channels``
-        (of the stored JPEG: 1 or 3), ``reencode`` (bool: stored as an RGB JPEG
-        re-encoding, see :func:`keeps_original_bytes`) and ``sha256`` (hex, of
-        ``data``).
+        ``source_format``, ``mode`` (Pillow's), ``height``, ``width`` and
+        ``channels`` (1 or 3) of the stored JPEG, ``reencode`` (bool: stored as an RGB JPEG
+        re-encoding, see :func:`keeps_original_bytes`), ``sha256`` (hex, of
+        ``data``), ``frames`` (frames or pages; only the first is stored) and
+        ``resized`` (bool).
 
     Raises
     ------
     ImageCheckError
         The file is not a usable image.
     """
-    image, source_format = open_checked(data, max_pixels)
-    keep = keeps_original_bytes(image, source_format, data)
+    checked = _check_common_jpeg(data, max_pixels)
+    if checked is not None:  # the common case: no Pillow image needed
+        mode, width, height, keep, frames = checked
+        image = None
+        source_format = "jpeg"
+    else:
+        image, source_format = open_checked(data, max_pixels)
+        mode, width, height, frames = image.mode, image.width, image.height, frame_count(image)
+        keep = keeps_original_bytes(image, source_format, data)
+    if apply_orientation and exif_orientation(data, None if source_format == "jpeg" else image) > 1:
+        keep = False
+        if exif_orientation(data) in (5, 6, 7, 8):  # turned by 90 degrees
+            width, height = height, width
+    stored_width, stored_height = stored_size(width, height, max_side)
+    resized = (stored_width, stored_height) != (width, height)
+    if resized:
+        keep = False
     if not keep:
-        _check_jpeg_side(image, source_format)
+        _check_jpeg_side((stored_width, stored_height), source_format)
     return {
         "source_format": source_format,
-        "mode": image.mode,
-        "height": image.height,
-        "width": image.width,
-        "channels": (1 if image.mode == "L" else 3) if keep else 3,
+        "mode": mode,
+        "height": stored_height,
+        "width": stored_width,
+        "channels": (1 if mode == "L" else 3) if keep else 3,
         "reencode": not keep,
         "sha256": hashlib.sha256(data).hexdigest(),
+        "frames": frames,
+        "resized": resized,
     }
 
 
-def stored_jpeg_bytes(data, max_pixels=DEFAULT_MAX_PIXELS):
-    """The bytes to store for a source file: itself, or its RGB JPEG re-encoding."""
+def _check_common_jpeg(data, max_pixels):
+    """``(mode, width, height, keep, frames)`` of an 8-bit 1- or 3-component JPEG, checked strictly.
+
+    The same rules as :func:`open_checked` and :func:`keeps_original_bytes`, without
+    making a Pillow image of the pixels (a copy that costs about 10% of a photo's
+    check). None for anything else, and for the rare zero-padded file, which the
+    full path handles.
+    """
+    if simplejpeg is None or sniff_format(data[:16]) != "jpeg":
+        return None
+    header = _jpeg_frame_header(data)
+    if header is None:
+        return None
+    marker, precision, height, width, components = header
+    if marker not in _FAST_SOF_MARKERS or precision != 8 or components not in (1, 3) or not height or not width:
+        return None
+    ends = jpeg_ends_properly(data)
+    if not ends and data.endswith(b"\x00"):
+        return None
+    if width * height > max_pixels:
+        raise ImageCheckError(
+            f"image is {width}x{height} = {width * height / 1e6:.0f} MP, over the limit of "
+            f"{max_pixels / 1e6:.0f} MP (raise max_pixels to accept it)",
+            "too_large",
+        )
+    pixels = _strict_jpeg_pixels(data, "GRAY" if components == 1 else "RGB")
+    if pixels.shape[:2] != (height, width):  # a frame header that lies about the size
+        return None
+    return ("L" if components == 1 else "RGB"), width, height, ends, 1
+
+
+def stored_jpeg_bytes(data, max_pixels=DEFAULT_MAX_PIXELS, max_side=None, apply_orientation=False,
+                      jpeg_quality=RESIZE_JPEG_QUALITY):
+    """The bytes to store for a source file: itself, or its RGB JPEG re-encoding (maybe resized)."""
+    if max_side is not None:
+        resized = _resized_jpeg_bytes(data, max_pixels, max_side, apply_orientation, jpeg_quality)
+        if resized is not None:
+            return resized
     image, source_format = open_checked(data, max_pixels)
+    orientation = exif_orientation(data, None if source_format == "jpeg" else image) if apply_orientation else 1
+    if orientation > 1:
+        return to_rgb_jpeg(upright(image, orientation))
     if keeps_original_bytes(image, source_format, data):
         return data
     return to_rgb_jpeg(image)
+
+
+def _resized_jpeg_bytes(data, max_pixels, max_side, apply_orientation, quality):
+    """The resized JPEG of an image whose longer side is over ``max_side``, or None if it is not."""
+    source_format = sniff_format(data[:16])
+    image = Image.open(io.BytesIO(data), formats=[_PILLOW_FORMAT[source_format]])
+    orientation = exif_orientation(data, image) if apply_orientation else 1
+    width, height = image.size if orientation < 5 else image.size[::-1]
+    size = stored_size(width, height, max_side)
+    if size == (width, height):
+        return None
+    if source_format == "jpeg" and image.mode in ("RGB", "L"):
+        # Let libjpeg decode at 1/2, 1/4 or 1/8 scale while that stays at least twice
+        # the target size (what Image.thumbnail does with reducing_gap=2.0).
+        target = size if orientation < 5 else size[::-1]
+        image.draft(image.mode, (target[0] * 2, target[1] * 2))
+    if image.size[0] * image.size[1] > max_pixels:
+        raise ImageCheckError(f"image is {image.size[0]}x{image.size[1]}, over the pixel limit", "too_large")
+    image.load()
+    return to_rgb_jpeg(upright(image, orientation), quality=quality, size=size)

@@ -43,3 +43,12 @@ class VerifyError(TFRecordToolsError):
     def __init__(self, message, report=None):
         super().__init__(message)
         self.report = report
+
+
+#: Set by the command line, so that messages name its flags instead of keyword arguments.
+_speaking_to_command_line = False
+
+
+def option_name(flag, keyword):
+    """``--overwrite`` on the command line, ``overwrite=True`` in Python: how to ask for an option."""
+    return flag if _speaking_to_command_line else keyword

@@ -4,8 +4,8 @@ import io
 import os
 
 from .errors import TFRecordToolsError
-from .record_io import RecordError, iter_records, parse_example_bytes
-from .sidecar import read_sidecar
+from .record_io import RecordError, iter_file_records, parse_example_bytes
+from .sidecar import CONTACT_SHEET_PATTERN, incomplete_path, read_sidecar
 
 
 def dataset_info(out):
@@ -38,6 +38,8 @@ def dataset_info(out):
         "duplicates": sidecar.get("duplicates", {}),
         "seed": sidecar.get("seed"),
         "tool_version": sidecar.get("tool_version"),
+        "resize": sidecar.get("resize"),
+        "warnings": sidecar.get("warnings", []),
     }
 
 
@@ -69,9 +71,17 @@ def format_info(info):
         f"rejected: {totals.get('rejected', 0):,} {info['rejected_by_category'] or ''}".rstrip()
         + f"; re-encoded to JPEG: {totals.get('reencoded', 0):,} {info['reencoded_by_source'] or ''}".rstrip()
     )
+    resize = info.get("resize")
+    if isinstance(resize, dict):
+        lines.append(f"stored resized: longer side at most {resize.get('max_side')} px, JPEG quality "
+                     f"{resize.get('jpeg_quality')} ({resize.get('resized_images', '?')} image(s) resized)")
     duplicates = info["duplicates"].get("across_splits_count", 0)
     if duplicates:
         lines.append(f"warning: {duplicates} image(s) appear in more than one split")
+    conflicting = info["duplicates"].get("conflicting_labels_count", 0)
+    if conflicting:
+        lines.append(f"warning: {conflicting} image(s) are stored under two or more classes (see dataset.json)")
+    lines.extend(f"warning: {warning}" for warning in info.get("warnings") or [])
     return "\n".join(lines)
 
 
@@ -82,64 +92,99 @@ def _damaged(out, shard_path, index, problem):
     )
 
 
-def contact_sheet(out, path, *, split="train", per_class=6, thumbnail_px=96):
-    """Save a PNG grid: one row per class, its first ``per_class`` images.
+#: Largest contact sheet drawn, in pixels (about 300 MB of RGB): more would be no use on a screen.
+MAX_SHEET_PIXELS = 100_000_000
+_SHEET_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
+
+
+def contact_sheet(out, path, *, split="train", per_class=6, thumbnail_px=96, max_classes=None):
+    """Save a grid of images: one row per class, its first ``per_class`` images.
 
     Parameters
     ----------
     out : str or Path
         A folder written by ``write``.
     path : str or Path
-        The PNG to write.
+        The file to write: ``.png``, ``.jpg`` or ``.jpeg`` (the format follows the
+        name). Inside OUT its name must start with ``contact_sheet``, so that a
+        later ``write`` knows it is no foreign file.
     split : str
         Which split to draw from.
     per_class : int
-        Images per row.
+        Images per row, at most.
     thumbnail_px : int
-        Side of each cell in pixels.
+        Side of each cell in pixels; images are scaled to fit it (up or down).
+    max_classes : int, optional
+        Draw only the first this many classes (default all).
 
     Returns
     -------
     str
-        ``path``. The image is ``(classes * thumbnail_px, 160 + per_class *
-        thumbnail_px)`` pixels.
+        ``path``. The sheet is sized from what is drawn: one row per class drawn,
+        as many cells as the fullest row, at most :data:`MAX_SHEET_PIXELS` pixels.
 
     Raises
     ------
     TFRecordToolsError
-        A shard cannot be read, or one of its records or images is damaged;
-        names the shard and the record (run ``verify`` for a full list).
+        A shard cannot be read, or one of its records or images is damaged
+        (names the shard and the record; run ``verify`` for a full list); the
+        sheet would be too large; or a name or format that cannot work.
     """
     from PIL import Image, ImageDraw
 
+    path = os.fspath(path)
+    image_format = _SHEET_FORMATS.get(os.path.splitext(path)[1].lower())
+    if image_format is None:
+        raise TFRecordToolsError(f"contact sheet {path}: expected a name ending in .png, .jpg or .jpeg")
+    if os.path.realpath(os.path.dirname(os.path.abspath(path))) == os.path.realpath(os.fspath(out)) and \
+            not CONTACT_SHEET_PATTERN.match(os.path.basename(path)):
+        raise TFRecordToolsError(
+            f"contact sheet {path} would be saved inside the dataset folder under a name that the next 'write' "
+            "would take for a foreign file; name it contact_sheet*.png (or .jpg), or save it elsewhere"
+        )
+    for name, value in (("per_class", per_class), ("thumbnail_px", thumbnail_px)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise TFRecordToolsError(f"{name} must be a whole number of at least 1, got {value!r}")
     sidecar = read_sidecar(out)
     if split not in sidecar["splits"]:
         raise TFRecordToolsError(f"split {split!r} is not in {out}; it has {', '.join(sidecar['splits'])}")
-    classes = sidecar["classes"]
+    classes = sidecar["classes"][:max_classes] if max_classes else sidecar["classes"]
+    counts = sidecar["splits"][split]["class_counts"]
+    # The canvas follows the data: rows for the classes drawn, columns for the fullest row.
+    columns = max([min(per_class, counts.get(name, 0)) for name in classes] + [1])
+    label_width = 160
+    width, height = label_width + columns * thumbnail_px, max(1, len(classes)) * thumbnail_px
+    if width * height > MAX_SHEET_PIXELS:
+        raise TFRecordToolsError(
+            f"the contact sheet would be {width:,} x {height:,} px ({width * height * 3 / 1e9:.1f} GB in memory), "
+            f"over the limit of {MAX_SHEET_PIXELS / 1e6:.0f} MP: draw fewer classes (--max-classes), fewer "
+            "images per class (--per-class) or smaller cells (--thumbnail-px)"
+        )
     picked = {name: [] for name in classes}
-    wanted = per_class * sum(1 for name in classes if sidecar["splits"][split]["class_counts"].get(name, 0))
+    wanted = sum(min(per_class, counts.get(name, 0)) for name in classes)
     found = 0
     for shard in sidecar["splits"][split]["shards"]:
         if found >= wanted:
             break
         shard_path = os.path.join(os.fspath(out), shard["file"])
-        with open(shard_path, "rb") as handle:
-            data = handle.read()
         index = 0
         try:
-            for index, _, record in iter_records(data, check_crc=False):
-                features = parse_example_bytes(record)
-                name = features["image/class/text"][0].decode("utf-8", "surrogateescape")
-                if name in picked and len(picked[name]) < per_class:
-                    picked[name].append((shard_path, index, features["image/encoded"][0]))
-                    found += 1
+            with open(shard_path, "rb") as handle:  # one record at a time
+                for index, _, record in iter_file_records(handle, check_crc=False):
+                    features = parse_example_bytes(record)
+                    name = features["image/class/text"][0].decode("utf-8", "surrogateescape")
+                    if name in picked and len(picked[name]) < per_class:
+                        picked[name].append((shard_path, index, features["image/encoded"][0]))
+                        found += 1
+                        if found >= wanted:
+                            break
+        except OSError as error:
+            raise TFRecordToolsError(f"cannot read {shard_path}: {error.strerror or error}") from None
         except RecordError as error:
-            problem = str(error).split(": ", 1)[-1]  # without its own "record N: "
-            raise _damaged(out, shard_path, error.index, problem) from None
+            raise _damaged(out, shard_path, error.index, error.problem) from None
         except (ValueError, KeyError, IndexError, TypeError) as error:  # not an Example, or a feature missing
             raise _damaged(out, shard_path, index, f"{type(error).__name__}: {error}") from None
-    label_width = 160
-    sheet = Image.new("RGB", (label_width + per_class * thumbnail_px, max(1, len(classes)) * thumbnail_px), "white")
+    sheet = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(sheet)
     for row, name in enumerate(classes):
         draw.text((4, row * thumbnail_px + thumbnail_px // 2 - 6), f"{row}: {name}"[:24], fill="black")
@@ -148,10 +193,20 @@ def contact_sheet(out, path, *, split="train", per_class=6, thumbnail_px=96):
                 thumbnail = Image.open(io.BytesIO(encoded)).convert("RGB")
             except Exception as error:  # Pillow raises many types for damaged data
                 raise _damaged(out, shard_path, index, f"its image does not decode: {error}") from None
-            thumbnail.thumbnail((thumbnail_px, thumbnail_px))
+            scale = thumbnail_px / max(thumbnail.size)  # fit the cell, up or down
+            size = (max(1, round(thumbnail.width * scale)), max(1, round(thumbnail.height * scale)))
+            # Small images are enlarged with hard edges (each pixel visible), large ones reduced smoothly.
+            resample = Image.Resampling.NEAREST if scale > 1 else Image.Resampling.LANCZOS
+            thumbnail = thumbnail.resize(size, resample)
             left = label_width + column * thumbnail_px + (thumbnail_px - thumbnail.width) // 2
             top = row * thumbnail_px + (thumbnail_px - thumbnail.height) // 2
             sheet.paste(thumbnail, (left, top))
-    path = os.fspath(path)
-    sheet.save(path, format="PNG")
+    temporary = incomplete_path(path)
+    try:
+        sheet.save(temporary, format=image_format, **({"quality": 90} if image_format == "JPEG" else {}))
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
     return path

@@ -38,30 +38,25 @@ numbers in :func:`load`'s docstring, 2-core machine, 2026-11-25):
   :func:`load`.
 """
 
+import hashlib
+import json
 import numbers
 import os
 
 import tensorflow as tf
 
 from .errors import TFRecordToolsError
-from .sidecar import read_sidecar
+from .sidecar import FEATURES, read_sidecar
 
 AUTOTUNE = tf.data.AUTOTUNE
 
-#: The ``features`` argument of ``tf.io.parse_single_example`` for our records.
+#: The ``features`` argument of ``tf.io.parse_single_example`` for our records, made from
+#: :data:`tfrecord_tools.sidecar.FEATURES` (the one description of a record).
 FEATURE_DESCRIPTION = {
-    "image/encoded": tf.io.FixedLenFeature([], tf.string),
-    "image/format": tf.io.FixedLenFeature([], tf.string),
-    "image/height": tf.io.FixedLenFeature([], tf.int64),
-    "image/width": tf.io.FixedLenFeature([], tf.int64),
-    "image/channels": tf.io.FixedLenFeature([], tf.int64),
-    "image/class/label": tf.io.FixedLenFeature([], tf.int64),
-    "image/class/text": tf.io.FixedLenFeature([], tf.string),
-    "image/filename": tf.io.FixedLenFeature([], tf.string),
-    "image/sha256": tf.io.FixedLenFeature([], tf.string),
-    "image/source_format": tf.io.FixedLenFeature([], tf.string),
-    "image/reencoded": tf.io.FixedLenFeature([], tf.int64),
+    name: tf.io.FixedLenFeature([], {"string": tf.string, "int64": tf.int64}[spec["dtype"]])
+    for name, spec in FEATURES.items()
 }
+LABEL_MODES = ("int", "categorical", "binary", None)
 # Reading only what load() needs keeps parsing cheap.
 _TRAINING_FEATURES = {
     name: FEATURE_DESCRIPTION[name] for name in ("image/encoded", "image/height", "image/width", "image/class/label")
@@ -143,9 +138,42 @@ def _check_crop(crop, size, split):
         )
 
 
+def _whole(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _check_arguments(batch_size, image_size, shuffle_buffer, parse_batch_size, label_mode, num_classes):
+    if batch_size is not None and (not _whole(batch_size) or batch_size < 1):
+        raise ValueError(f"batch_size must be a whole number of at least 1, or None for single images; "
+                         f"got {batch_size!r}")
+    if image_size is not None and (
+        isinstance(image_size, str | bytes) or not hasattr(image_size, "__len__") or len(image_size) != 2
+        or not all(_whole(side) and side >= 1 for side in image_size)
+    ):
+        raise ValueError(f"image_size must be (height, width) in whole pixels of at least 1, got {image_size!r}")
+    for name, value in (("shuffle_buffer", shuffle_buffer), ("parse_batch_size", parse_batch_size)):
+        if not _whole(value) or value < 1:
+            raise ValueError(f"{name} must be a whole number of at least 1, got {value!r}")
+    if label_mode not in LABEL_MODES:
+        raise ValueError(f"label_mode must be 'int', 'categorical', 'binary' or None, got {label_mode!r}")
+    if label_mode == "binary" and num_classes != 2:
+        raise ValueError(f"label_mode='binary' needs 2 classes; this dataset has {num_classes}: use 'categorical' "
+                         "or 'int'")
+
+
+def _cache_path(cache, out, split, sidecar, settings):
+    """The cache file for these records and settings: a rewritten OUT gets a new cache, never the old one."""
+    identity = json.dumps(
+        [os.path.realpath(os.fspath(out)), split, [shard["sha256"] for shard in sidecar["splits"][split]["shards"]],
+         settings], sort_keys=True, default=str,
+    )
+    return f"{os.fspath(cache)}.{hashlib.sha256(identity.encode()).hexdigest()[:16]}"
+
+
 def load(out, split, *, batch_size=32, image_size=None, crop=None, shuffle=None, seed=None,
          shuffle_buffer=10_000, cache=False, channels=3, dtype="uint8", num_input_pipelines=1,
-         input_pipeline_id=0, drop_remainder=False, parse_batch_size=256, parallel_reads=False, autotune=False):
+         input_pipeline_id=0, drop_remainder=False, parse_batch_size=256, parallel_reads=False, autotune=False,
+         label_mode="int", input_context=None):
     """A ``tf.data.Dataset`` of ``(images, labels)`` batches read from the shards.
 
     Parameters
@@ -155,7 +183,9 @@ def load(out, split, *, batch_size=32, image_size=None, crop=None, shuffle=None,
     split : str
         ``"train"``, ``"test"``, ...
     batch_size : int or None
-        Images per batch; None yields single images.
+        Images per batch; None yields single images. With ``input_context``,
+        the global batch size: each replica gets
+        ``input_context.get_per_replica_batch_size(batch_size)``.
     image_size : (int, int), optional
         ``(height, width)`` to resize to (bilinear). Required when the split's
         images are not all one size.
@@ -167,17 +197,22 @@ def load(out, split, *, batch_size=32, image_size=None, crop=None, shuffle=None,
     shuffle : bool, optional
         Shuffle files and records every epoch; default True for ``"train"``.
     seed : int, optional
-        Shuffle seed, for a reproducible order.
+        Shuffle seed: the same seed gives the same order every time the dataset
+        is built (parallel decoding then keeps its order, too).
     shuffle_buffer : int
         Records (or, with ``cache``, decoded images) in the shuffle buffer.
     cache : bool or str
-        Cache decoded (and cropped/resized) images in memory (True) or in a file.
+        Cache decoded (and cropped/resized) images in memory (True) or in files
+        starting with this path. The files' names carry a digest of the shards
+        (their SHA-256 in ``dataset.json``) and of the settings, so a rewritten
+        OUT or other settings never get the images of an old cache.
     channels : int
         1 or 3 channels in the output.
     dtype : {"uint8", "float32"}
         ``uint8`` in [0, 255], or ``float32`` scaled to [0, 1].
     num_input_pipelines, input_pipeline_id : int
         For multi-worker training: this pipeline reads shards ``id, id + n, ...``.
+        Taken from ``input_context`` when that is given.
     drop_remainder : bool
         Drop a last, smaller batch.
     parse_batch_size : int
@@ -189,13 +224,23 @@ def load(out, split, *, batch_size=32, image_size=None, crop=None, shuffle=None,
         Leave tf.data's autotuner on (``tf.data.Options().autotune.enabled``).
         Off by default: on small machines it sometimes leaves a core idle (see the
         module docstring).
+    label_mode : {"int", "categorical", "binary", None}
+        As in ``keras.utils.image_dataset_from_directory``: int64 class indices,
+        float32 one-hot vectors ``(batch, classes)``, float32 0/1 ``(batch, 1)``
+        (two classes only), or no labels (the dataset yields images alone).
+    input_context : tf.distribute.InputContext, optional
+        What ``strategy.distribute_datasets_from_function`` passes to its
+        function: the shards are then split by file between the input pipelines
+        (workers), and ``batch_size`` is divided between the replicas.
 
     Returns
     -------
     tf.data.Dataset
         Elements ``(images, labels)``: images ``(batch, H, W, channels)`` of
-        ``dtype``, labels ``(batch,)`` int64 (without the batch axis if
-        ``batch_size`` is None).
+        ``dtype``, labels as ``label_mode`` says (without the batch axis if
+        ``batch_size`` is None). ``dataset.class_names`` lists the class names
+        in label order, as Keras's folder loader does (it is lost by later
+        ``map``/``batch`` calls, which return new datasets).
 
     Raises
     ------
@@ -205,6 +250,15 @@ def load(out, split, *, batch_size=32, image_size=None, crop=None, shuffle=None,
     sidecar = read_sidecar(out)
     files = shard_files(out, split)
     shards = sidecar["splits"][split]["shards"]
+    class_names = list(sidecar["classes"])
+    _check_arguments(batch_size, image_size, shuffle_buffer, parse_batch_size, label_mode, len(class_names))
+    if input_context is not None:
+        if (num_input_pipelines, input_pipeline_id) != (1, 0):
+            raise ValueError("pass input_context or num_input_pipelines/input_pipeline_id, not both")
+        num_input_pipelines = input_context.num_input_pipelines
+        input_pipeline_id = input_context.input_pipeline_id
+        if batch_size is not None:
+            batch_size = input_context.get_per_replica_batch_size(batch_size)
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}")
     if dtype not in ("uint8", "float32"):
@@ -228,7 +282,14 @@ def load(out, split, *, batch_size=32, image_size=None, crop=None, shuffle=None,
             f"{size.get('max_height')}x{size.get('max_width')} pixels; pass image_size=(height, width) to batch them"
         )
     shuffle = split == "train" if shuffle is None else shuffle
-    cache_file = "" if cache is True else os.fspath(cache) if cache else None
+    # A seeded shuffle promises the same order every time: parallel steps must then keep theirs.
+    deterministic = not shuffle or seed is not None
+    resize_to = tuple(int(side) for side in image_size) if image_size is not None else None
+    cache_file = None
+    if cache is True:
+        cache_file = ""
+    elif cache:
+        cache_file = _cache_path(cache, out, split, sidecar, [crop, resize_to, channels, dtype])
 
     # Size of the decoded (and cropped) image when it is the same for every record.
     decoded_size = None
@@ -237,7 +298,6 @@ def load(out, split, *, batch_size=32, image_size=None, crop=None, shuffle=None,
     elif uniform and size:
         side = min(size["min_height"], size["min_width"])
         decoded_size = (size["min_height"], size["min_width"]) if crop is None else (side, side)
-    resize_to = tuple(int(side) for side in image_size) if image_size is not None else None
     if resize_to == decoded_size:
         resize_to = None  # resizing to the size the images already have would only cost time
     output_size = resize_to or decoded_size  # None: images keep their own (varying) sizes
@@ -257,7 +317,7 @@ def load(out, split, *, batch_size=32, image_size=None, crop=None, shuffle=None,
         tf.data.TFRecordDataset,
         cycle_length=max(1, min(len(chosen), 8)),
         num_parallel_calls=AUTOTUNE if parallel_reads else None,
-        deterministic=not shuffle if parallel_reads else None,
+        deterministic=deterministic if parallel_reads else None,
     )
     dataset = dataset.apply(tf.data.experimental.assert_cardinality(record_count))
 
@@ -306,23 +366,32 @@ def load(out, split, *, batch_size=32, image_size=None, crop=None, shuffle=None,
             dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
         if batch_size is not None:
             dataset = dataset.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
-        return _with_options(dataset.prefetch(AUTOTUNE), autotune_enabled=autotune)
+        return _finish(dataset, autotune, label_mode, class_names)
 
     if shuffle:  # records are small: shuffle them before decoding
         dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     if vectorised:
         dataset = dataset.batch(batch_size or parse_batch_size, drop_remainder=drop_remainder and bool(batch_size))
-        dataset = dataset.map(decode_batch, num_parallel_calls=AUTOTUNE, deterministic=not shuffle)
+        dataset = dataset.map(decode_batch, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
         if batch_size is None:
             dataset = dataset.unbatch().apply(tf.data.experimental.assert_cardinality(record_count))
     else:
-        dataset = dataset.map(decode_record, num_parallel_calls=AUTOTUNE, deterministic=not shuffle)
+        dataset = dataset.map(decode_record, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
         if batch_size is not None:
             dataset = dataset.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
-    return _with_options(dataset.prefetch(AUTOTUNE), autotune_enabled=autotune)
+    return _finish(dataset, autotune, label_mode, class_names)
 
 
-def _with_options(dataset, autotune_enabled):
+def _finish(dataset, autotune_enabled, label_mode, class_names):
+    """Labels as ``label_mode`` asks, prefetch, options, and ``.class_names``."""
+    if label_mode == "categorical":
+        dataset = dataset.map(lambda images, labels: (images, tf.one_hot(labels, len(class_names))))
+    elif label_mode == "binary":
+        dataset = dataset.map(lambda images, labels: (images, tf.cast(tf.expand_dims(labels, -1), tf.float32)))
+    elif label_mode is None:
+        dataset = dataset.map(lambda images, labels: images)
     options = tf.data.Options()
     options.autotune.enabled = autotune_enabled
-    return dataset.with_options(options)
+    dataset = dataset.prefetch(AUTOTUNE).with_options(options)
+    dataset.class_names = class_names
+    return dataset

@@ -75,10 +75,15 @@ def frame_record(data):
 
 
 class RecordError(ValueError):
-    """A record's framing or checksum is wrong; ``offset`` is where it starts."""
+    """A record's framing or checksum is wrong; ``offset`` is where it starts.
 
-    def __init__(self, message, index, offset):
-        super().__init__(message)
+    ``str(error)`` is ``"record 3: data checksum does not match"``; ``problem`` is
+    the part after the record number, for messages that name the record themselves.
+    """
+
+    def __init__(self, problem, index, offset):
+        super().__init__(f"record {index}: {problem}")
+        self.problem = problem
         self.index = index
         self.offset = offset
 
@@ -109,24 +114,72 @@ def iter_records(buffer, check_crc=True):
     total = len(buffer)
     while offset < total:
         if total - offset < 12:
-            raise RecordError(f"record {index}: file ends inside the record header", index, offset)
+            raise RecordError("file ends inside the record header", index, offset)
         length_bytes = bytes(view[offset : offset + 8])
         (length,) = struct.unpack("<Q", length_bytes)
         (length_crc,) = struct.unpack("<I", view[offset + 8 : offset + 12])
         if check_crc and length_crc != masked_crc32c(length_bytes):
-            raise RecordError(f"record {index}: length checksum does not match", index, offset)
+            raise RecordError("length checksum does not match", index, offset)
         end = offset + 12 + length + 4
         if end > total:
-            raise RecordError(
-                f"record {index}: file ends inside the record ({length} bytes announced)", index, offset
-            )
+            raise RecordError(f"file ends inside the record ({length} bytes announced)", index, offset)
         payload = bytes(view[offset + 12 : offset + 12 + length])
         (data_crc,) = struct.unpack("<I", view[end - 4 : end])
         if check_crc and data_crc != masked_crc32c(payload):
-            raise RecordError(f"record {index}: data checksum does not match", index, offset)
+            raise RecordError("data checksum does not match", index, offset)
         yield index, offset, payload
         offset = end
         index += 1
+
+
+def iter_file_records(handle, check_crc=True, digest=None):
+    """Like :func:`iter_records`, reading an open binary file one record at a time.
+
+    Memory holds one record, not the whole shard. Every byte read is fed to
+    ``digest`` (a ``hashlib`` object) when given; after a :class:`RecordError`
+    the caller can feed it the rest of the file with :func:`hash_rest`.
+    """
+    import os
+
+    size = os.fstat(handle.fileno()).st_size
+    offset = 0
+    index = 0
+    while True:
+        header = handle.read(12)
+        if digest is not None:
+            digest.update(header)
+        if not header:
+            return
+        if len(header) < 12:
+            raise RecordError("file ends inside the record header", index, offset)
+        length_bytes = header[:8]
+        (length,) = struct.unpack("<Q", length_bytes)
+        (length_crc,) = struct.unpack("<I", header[8:12])
+        if check_crc and length_crc != masked_crc32c(length_bytes):
+            raise RecordError("length checksum does not match", index, offset)
+        if offset + 12 + length + 4 > size:  # checked before reading: a damaged length is no allocation
+            raise RecordError(f"file ends inside the record ({length} bytes announced)", index, offset)
+        body = handle.read(length + 4)
+        if digest is not None:
+            digest.update(body)
+        if len(body) < length + 4:
+            raise RecordError(f"file ends inside the record ({length} bytes announced)", index, offset)
+        payload = body[:length]
+        (data_crc,) = struct.unpack("<I", body[length:])
+        if check_crc and data_crc != masked_crc32c(payload):
+            raise RecordError("data checksum does not match", index, offset)
+        yield index, offset, payload
+        offset += 12 + length + 4
+        index += 1
+
+
+def hash_rest(handle, digest):
+    """Feed the rest of an open file to ``digest``, 1 MiB at a time; returns the bytes read."""
+    total = 0
+    for block in iter(lambda: handle.read(1 << 20), b""):
+        digest.update(block)
+        total += len(block)
+    return total
 
 
 # --- tf.train.Example: the few protobuf wire-format pieces it needs ---------------

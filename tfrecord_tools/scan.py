@@ -27,16 +27,29 @@ import unicodedata
 from pathlib import Path
 
 from . import _pool
-from .encode import DEFAULT_MAX_PIXELS, ImageCheckError, check_image
+from .encode import DEFAULT_MAX_PIXELS, ImageCheckError, _describe_unknown, check_image, sniff_format
 from .errors import BadImageError, SourceFolderError
 
-#: Top-level folder names that mean SRC is already split, and the split each one names.
-SPLIT_NAMES = {"train": "train", "validation": "validation", "val": "validation", "valid": "validation",
-               "test": "test"}
+#: Top-level folder names that mean SRC is already split, and the split each one names. They are
+#: compared without regard to case: ``Train/``, ``TRAIN/``, Kaggle's ``training_set/`` all mean train.
+SPLIT_NAMES = {
+    "train": "train", "training": "train", "train_set": "train", "training_set": "train",
+    "validation": "validation", "val": "validation", "valid": "validation", "validation_set": "validation",
+    "val_set": "validation", "valid_set": "validation", "dev": "validation",
+    "test": "test", "testing": "test", "test_set": "test", "testing_set": "test",
+}
 #: Rejection categories of files that are bad images (``on_error="stop"`` stops at these only).
 BAD_IMAGE_CATEGORIES = ("unreadable", "empty", "not_an_image", "corrupt", "too_large")
 #: What a worker reports for a good file (check_image's keys, then the file size).
-_CHECKED_FIELDS = ("source_format", "mode", "height", "width", "channels", "reencode", "sha256", "num_bytes")
+_CHECKED_FIELDS = ("source_format", "mode", "height", "width", "channels", "reencode", "sha256", "frames",
+                   "resized", "num_bytes")
+#: Bytes read first from every file: enough to sniff the format, so a video is never read whole.
+_HEAD_BYTES = 64
+
+
+def split_of(folder_name):
+    """The split a top-level folder name stands for (``"Training_Set"`` -> ``"train"``), or None."""
+    return SPLIT_NAMES.get(folder_name.lower())
 #: Files per task sent to a worker: large enough to amortise the IPC round trip.
 _CHUNK_FILES = 256
 
@@ -57,19 +70,24 @@ class ImageFile:
         Index of ``class_name`` in the sorted class names.
     split : str or None
         ``train``/``validation``/``test`` when SRC is already split (a ``val/`` or
-        ``valid/`` folder gives ``validation``), else None.
+        ``Valid/`` folder gives ``validation``, see :data:`SPLIT_NAMES`), else None.
     source_format : str
         Format sniffed from the content: jpeg, png, gif, bmp, webp or tiff.
     mode : str
         Pillow's pixel mode of the decoded image (RGB, L, CMYK, RGBA, I;16, ...).
     height, width : int
-        Image size in pixels.
+        Size in pixels of the stored image (after ``max_side`` and orientation).
     channels : int
         Channels of the stored JPEG: 1 (kept grayscale JPEG) or 3.
     reencode : bool
         True when the stored bytes are an RGB JPEG re-encoding of the source.
     sha256 : str
         Hex SHA-256 of the source file's bytes.
+    frames : int
+        Frames or pages in the file (animated GIF/WebP/PNG, multi-page TIFF); the
+        first is stored.
+    resized : bool
+        True when ``max_side`` made it smaller.
     num_bytes : int
         Size of the source file.
     """
@@ -86,6 +104,8 @@ class ImageFile:
     channels: int
     reencode: bool
     sha256: str
+    frames: int
+    resized: bool
     num_bytes: int
 
 
@@ -123,6 +143,8 @@ class ScanResult:
         Good files, sorted by relative path.
     rejected : list of Rejected
         Everything else that was found, sorted by relative path.
+    warnings : list of str
+        Things a person should look at: class names that look alike.
     """
 
     source: str
@@ -130,6 +152,7 @@ class ScanResult:
     class_names: list
     images: list
     rejected: list
+    warnings: list = dataclasses.field(default_factory=list)
 
     @property
     def label_to_index(self):
@@ -236,42 +259,52 @@ def _link_rejection(relative, problem, class_name):
 
 
 def _walk_class_folder(class_folder, source_root, found, rejected, visited, own, class_name, is_root=False):
-    """Collect regular files under one class folder, recursively.
+    """Collect regular files under one class folder, at any depth.
 
     ``visited`` holds the (device, inode) of every folder entered (and, from
     the start, of SRC, the split folders and every class folder), so a symlink
     that points back to an ancestor, or to a folder seen already, is entered
     once at most. ``own`` (an :class:`_OwnFolders`) names SRC's own folders: a
-    link into one of them is reported and not followed.
+    link into one of them is reported and not followed. The walk keeps its own
+    stack (no recursion), so any depth works; folders are entered in the same
+    order as a recursive walk in sorted order would.
     """
+    stack = [(class_folder, is_root)]
+    while stack:
+        folder, folder_is_root = stack.pop()
+        subfolders = _enter_folder(folder, folder_is_root, source_root, found, rejected, visited, own, class_name)
+        stack.extend((path, False) for path in reversed(subfolders))
+
+
+def _enter_folder(folder, is_root, source_root, found, rejected, visited, own, class_name):
+    """List one folder: its files go to ``found``; returns its sub-folders to enter, sorted."""
     try:
-        info = os.stat(class_folder)
+        info = os.stat(folder)
     except OSError as error:
-        rejected.append(Rejected(_relative(class_folder, source_root), f"cannot open: {error.strerror}",
-                                 "unreadable"))
-        return
+        rejected.append(Rejected(_relative(folder, source_root), f"cannot open: {error.strerror}", "unreadable"))
+        return []
     key = (info.st_dev, info.st_ino)
     if key in visited and not is_root:
         own_folder = own.description(key)
         if own_folder is not None:
-            rejected.append(_link_rejection(_relative(class_folder, source_root), f"it leads to {own_folder}",
+            rejected.append(_link_rejection(_relative(folder, source_root), f"it leads to {own_folder}",
                                             class_name))
-            return
+            return []
         rejected.append(
             Rejected(
-                _relative(class_folder, source_root),
+                _relative(folder, source_root),
                 "symlink loop or repeated folder: it leads to a folder already scanned; not entered again",
                 "symlink_loop",
             )
         )
-        return
+        return []
     visited.add(key)
     try:
-        entries = sorted(os.scandir(class_folder), key=lambda entry: entry.name)
+        entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
     except OSError as error:
-        rejected.append(Rejected(_relative(class_folder, source_root), f"cannot list: {error.strerror}",
-                                 "unreadable"))
-        return
+        rejected.append(Rejected(_relative(folder, source_root), f"cannot list: {error.strerror}", "unreadable"))
+        return []
+    subfolders = []
     for entry in entries:
         relative = _relative(entry.path, source_root)
         if _is_hidden(entry.name):
@@ -284,7 +317,7 @@ def _walk_class_folder(class_folder, source_root, found, rejected, visited, own,
                 found.append((entry.path, relative))
                 continue
             if entry.is_dir(follow_symlinks=False):
-                _walk_class_folder(entry.path, source_root, found, rejected, visited, own, class_name)
+                subfolders.append(entry.path)
                 continue
         try:
             entry_stat = os.stat(entry.path)  # follows symlinks
@@ -302,11 +335,12 @@ def _walk_class_folder(class_folder, source_root, found, rejected, visited, own,
             if problem is not None:
                 rejected.append(_link_rejection(relative, problem, class_name))
                 continue
-            _walk_class_folder(entry.path, source_root, found, rejected, visited, own, class_name)
+            subfolders.append(entry.path)
         elif stat.S_ISREG(entry_stat.st_mode):
             found.append((entry.path, relative))
         else:
             rejected.append(Rejected(relative, "not a regular file (device, socket or pipe)", "not_a_file"))
+    return subfolders
 
 
 def _class_folders(folder, source_root, rejected):
@@ -329,21 +363,22 @@ def _class_folders(folder, source_root, rejected):
 def _groups(source_root, top_folders, rejected):
     """``(layout, [(split, split folder entry, class folder entry)])``; split is None without split folders."""
     names = [entry.name for entry in top_folders]
-    split_named = [name for name in names if name in SPLIT_NAMES]
+    split_named = [name for name in names if split_of(name)]
     if not split_named:
         return "classes", [(None, None, entry) for entry in top_folders]
     if len(split_named) < len(names):
-        others = [name for name in names if name not in SPLIT_NAMES]
+        others = [name for name in names if not split_of(name)]
         shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
         raise SourceFolderError(
             f"{source_root} mixes split folders ({', '.join(split_named)}) with other folders ({shown}): expected "
             "either only class folders, SRC/<class>/<image>, or only split folders, SRC/<split>/<class>/<image> "
-            "(split names: train; validation, val or valid; test). Move the other folders into a split, or "
+            "(split names, in any case: train, training, training_set; validation, val, valid, dev; test, testing, "
+            "test_set). Move the other folders into a split, or "
             "rename a class folder that is called like a split"
         )
     by_split = {}
     for name in split_named:
-        by_split.setdefault(SPLIT_NAMES[name], []).append(name)
+        by_split.setdefault(split_of(name), []).append(name)
     for split, folders in by_split.items():
         if len(folders) > 1:
             raise SourceFolderError(
@@ -366,7 +401,7 @@ def _groups(source_root, top_folders, rejected):
                 f"split folder {split_entry.path} holds no class folders: expected "
                 f"{split_entry.path}/<class>/<image>"
             )
-        groups.extend((SPLIT_NAMES[split_entry.name], split_entry, entry) for entry in class_entries)
+        groups.extend((split_of(split_entry.name), split_entry, entry) for entry in class_entries)
     return "splits", groups
 
 
@@ -456,35 +491,48 @@ def _check_chunk(task):
 
     Parameters
     ----------
-    task : (list of (path, relative_path), int)
-        Files and the pixel limit.
+    task : (list of (path, relative_path), dict)
+        Files, and the keyword arguments of :func:`check_image` (``max_pixels``, ...).
 
     Returns
     -------
     list of (relative_path, tuple or None, reason or None, category or None)
         The tuple holds the values of ``_CHECKED_FIELDS``.
     """
-    files, max_pixels = task
+    files, options = task
     results = []
     for path, relative in files:
         try:
             with open(path, "rb") as handle:
-                data = handle.read()
+                head = handle.read(_HEAD_BYTES)
+                if sniff_format(head[:16]) is None:  # a video or an archive is never read whole
+                    category = "empty" if not head else "not_an_image"
+                    results.append((relative, None, _describe_unknown(head), category))
+                    continue
+                data = head + handle.read()
         except OSError as error:
             results.append((relative, None, f"cannot read: {error.strerror}", "unreadable"))
             continue
+        except MemoryError:
+            results.append((relative, None, "not enough memory to read the file", "too_large"))
+            continue
         try:
-            checked = check_image(data, max_pixels)
+            checked = check_image(data, **options)
             # A tuple in _CHECKED_FIELDS order pickles in about half the time of the dict.
             results.append((relative, (*(checked[name] for name in _CHECKED_FIELDS[:-1]), len(data)), None, None))
         except ImageCheckError as error:
             results.append((relative, None, error.reason, error.category))
+        except MemoryError:
+            results.append((relative, None, "not enough memory to decode the image (lower max_pixels, or use "
+                            "fewer workers)", "too_large"))
+        finally:
+            del data
     return results
 
 
-def _run_checks(candidates, max_pixels, workers, pool, progress, doing, then):
+def _run_checks(candidates, options, workers, pool, progress, doing, then):
     chunks = [
-        ([(path, relative) for path, relative, *_ in candidates[start : start + _CHUNK_FILES]], max_pixels)
+        ([(path, relative) for path, relative, *_ in candidates[start : start + _CHUNK_FILES]], options)
         for start in range(0, len(candidates), _CHUNK_FILES)
     ]
     if pool is None and workers > 1 and len(chunks) > 1:
@@ -497,6 +545,30 @@ def _run_checks(candidates, max_pixels, workers, pool, progress, doing, then):
     yield from _iterate(map(_check_chunk, chunks), progress)
 
 
+def look_alike_warnings(class_names):
+    """Warnings for class names that print alike: spaces at an end, invisible or fullwidth characters."""
+    warnings = []
+    by_skeleton = {}
+    for name in class_names:
+        issues = []
+        if name != name.strip():
+            issues.append("a space at its start or end")
+        if any(unicodedata.category(character) in ("Cf", "Cc") for character in name):
+            issues.append("an invisible character (zero-width space, joiner, control character)")
+        if unicodedata.normalize("NFKC", name) != name:
+            issues.append("fullwidth or other compatibility characters")
+        if issues:
+            warnings.append(f"class name {ascii(name)} holds {' and '.join(issues)}: it prints like another name")
+        skeleton = "".join(character for character in unicodedata.normalize("NFKC", name)
+                           if unicodedata.category(character) not in ("Cf", "Cc")).strip().casefold()
+        by_skeleton.setdefault(skeleton, []).append(name)
+    for names in by_skeleton.values():
+        if len(names) > 1:
+            warnings.append(f"class names {', '.join(ascii(name) for name in names)} look alike but are "
+                            f"{len(names)} classes; rename or merge the folders if they are one class")
+    return warnings
+
+
 def _iterate(chunk_results, progress):
     for results in chunk_results:
         if progress is not None:
@@ -505,7 +577,7 @@ def _iterate(chunk_results, progress):
 
 
 def scan_images(source, *, workers=None, on_error="skip", max_pixels=DEFAULT_MAX_PIXELS, progress=False,
-                _pool_to_use=None, _then=None):
+                max_side=None, apply_orientation=False, _pool_to_use=None, _then=None):
     """Find and decode-check every image under SRC.
 
     Parameters
@@ -525,6 +597,11 @@ def scan_images(source, *, workers=None, on_error="skip", max_pixels=DEFAULT_MAX
         Files with more pixels are rejected before decoding.
     progress : bool
         Show a progress bar on stderr.
+    max_side : int, optional
+        Describe images as stored with their longer side at most this (``height``,
+        ``width``); see :func:`tfrecord_tools.write_dataset`.
+    apply_orientation : bool
+        Describe images as turned upright by their EXIF orientation.
 
     Returns
     -------
@@ -541,11 +618,10 @@ def scan_images(source, *, workers=None, on_error="skip", max_pixels=DEFAULT_MAX
     """
     if on_error not in ("skip", "stop"):
         raise ValueError(f"on_error must be 'skip' or 'stop', got {on_error!r}")
-    workers = _pool.default_workers() if workers is None else int(workers)
-    if workers < 1:
-        raise ValueError(f"workers must be at least 1, got {workers}")
+    workers = _pool.usable_workers(workers)
     source_root = os.path.abspath(os.fspath(source))
     layout, class_names, candidates, rejected = find_files(source_root)
+    options = {"max_pixels": max_pixels, "max_side": max_side, "apply_orientation": apply_orientation}
     bad = [item for item in rejected if item.category in BAD_IMAGE_CATEGORIES]
     if on_error == "stop" and bad:
         raise BadImageError(f"{os.path.join(source_root, bad[0].relative_path)}: {bad[0].reason}")
@@ -558,7 +634,7 @@ def scan_images(source, *, workers=None, on_error="skip", max_pixels=DEFAULT_MAX
         bar = tqdm(total=len(candidates), desc="checking", unit="img", smoothing=0.1)
     images = []
     try:
-        checks = _run_checks(candidates, max_pixels, workers, _pool_to_use, bar,
+        checks = _run_checks(candidates, options, workers, _pool_to_use, bar,
                              doing=f"checking the images under {source_root}", then=_then)
         for relative, checked, reason, category in checks:
             if checked is None:
@@ -581,4 +657,4 @@ def scan_images(source, *, workers=None, on_error="skip", max_pixels=DEFAULT_MAX
         if bar is not None:
             bar.close()
     rejected.sort(key=lambda item: item.relative_path)
-    return ScanResult(source_root, layout, class_names, images, rejected)
+    return ScanResult(source_root, layout, class_names, images, rejected, look_alike_warnings(class_names))

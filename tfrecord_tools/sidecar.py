@@ -27,8 +27,10 @@ SIDECAR_NAME = "dataset.json"
 REJECTED_NAME = "rejected.jsonl"
 PROGRESS_NAME = ".tfrecord_tools-progress.jsonl"
 INCOMPLETE_PREFIX = ".incomplete-"
-SHARD_NAME_PATTERN = re.compile(r"^(?P<split>[A-Za-z0-9_]+)\.tfrecord-(?P<index>\d{5})-of-(?P<count>\d{5})$")
-CONTACT_SHEET_PATTERN = re.compile(r"^contact_sheet.*\.png$")
+#: Any name shaped like a shard: five digits or more each (100,000 shards and more get six).
+SHARD_NAME_PATTERN = re.compile(r"^(?P<split>[A-Za-z0-9_]+)\.tfrecord-(?P<index>\d{5,})-of-(?P<count>\d{5,})$")
+#: Contact sheets that ``info`` may save inside OUT (``write`` leaves them alone).
+CONTACT_SHEET_PATTERN = re.compile(r"^contact_sheet[^/]*\.(png|jpe?g)$", re.IGNORECASE)
 #: Files that file browsers create in any folder they show (macOS Finder, Windows Explorer).
 OS_METADATA_NAMES = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})
 #: Bumped when the records' content or layout changes; part of every shard's plan digest.
@@ -36,11 +38,32 @@ FORMAT_VERSION = 1
 
 
 def shard_file_name(split, index, count):
-    """``train.tfrecord-00003-of-00016`` for split ``train``, shard 3 of 16."""
+    """``train.tfrecord-00003-of-00016`` for split ``train``, shard 3 of 16.
+
+    Numbers have five digits, or more when needed: ``train.tfrecord-00003-of-100000``.
+    """
     return f"{split}.tfrecord-{index:05d}-of-{count:05d}"
 
 
+def parse_shard_name(name):
+    """``(split, index, count)`` of a name that :func:`shard_file_name` writes, else None.
+
+    A name shaped like a shard but not written this way (``00003-of-00002``,
+    ``000003-of-00016``) gives None: it is no shard of ours, though it looks like one
+    (``verify`` reports such files).
+    """
+    found = SHARD_NAME_PATTERN.match(name)
+    if found is None:
+        return None
+    split, index, count = found["split"], int(found["index"]), int(found["count"])
+    if index >= count or shard_file_name(split, index, count) != name:
+        return None
+    return split, index, count
+
+
 #: Every record holds these features; ``dtype`` is the tf.io.FixedLenFeature dtype, shape ``[]``.
+#: The one description of a record: ``read.FEATURE_DESCRIPTION`` (for TensorFlow), ``verify``
+#: and ``dataset.json`` are all made from it.
 FEATURES = {
     "image/encoded": {"dtype": "string", "description": "JPEG bytes (original or RGB re-encoding)"},
     "image/format": {"dtype": "string", "description": "always b'jpeg'"},
@@ -61,7 +84,7 @@ def is_our_file(name):
     return (
         name in (SIDECAR_NAME, REJECTED_NAME, PROGRESS_NAME)
         or name.startswith(INCOMPLETE_PREFIX)
-        or SHARD_NAME_PATTERN.match(name) is not None
+        or parse_shard_name(name) is not None
         or CONTACT_SHEET_PATTERN.match(name) is not None
     )
 
@@ -87,25 +110,107 @@ def write_json_atomic(path, content):
     os.replace(temporary, path)
 
 
+def write_in_progress(out):
+    """True when a ``write`` holds its lock on OUT right now (False where locks are unsupported)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        return False
+    try:
+        descriptor = os.open(os.fspath(out), os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(descriptor)  # also releases our shared lock
+    return False
+
+
+def _is_count(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def sidecar_problems(sidecar):
+    """What in a parsed ``dataset.json`` is not shaped as ``write`` writes it (list of messages).
+
+    Only the structure that ``load``, ``verify`` and ``info`` rely on is checked:
+    ``classes`` a list of names, ``splits`` a mapping of split name to ``images``,
+    ``bytes``, ``class_counts`` and ``shards`` (each with ``file``, ``images``,
+    ``bytes``, ``sha256``, ``class_counts``), ``image_size`` null or four sizes.
+    """
+    if not isinstance(sidecar, dict):
+        return [f"expected a JSON object, found {type(sidecar).__name__}"]
+    problems = []
+    classes = sidecar.get("classes")
+    if not isinstance(classes, list) or not all(isinstance(name, str) for name in classes):
+        problems.append("'classes' is not a list of class names")
+    splits = sidecar.get("splits")
+    if not isinstance(splits, dict):
+        return problems + [f"'splits' is not an object of split name to split (found {type(splits).__name__})"]
+    for split, entry in splits.items():
+        where = f"split {split!r}"
+        if not isinstance(entry, dict):
+            problems.append(f"{where} is {json.dumps(entry)[:40]}, expected an object")
+            continue
+        for key in ("images", "bytes"):
+            if not _is_count(entry.get(key)):
+                problems.append(f"{where}: '{key}' is missing or not a whole number")
+        counts = entry.get("class_counts")
+        if not isinstance(counts, dict) or not all(_is_count(count) for count in counts.values()):
+            problems.append(f"{where}: 'class_counts' is missing or not an object of class name to count")
+        size = entry.get("image_size")
+        size_keys = ("min_height", "max_height", "min_width", "max_width")
+        if size is not None and (not isinstance(size, dict) or not all(_is_count(size.get(key)) for key in size_keys)):
+            problems.append(f"{where}: 'image_size' is neither null nor an object with {', '.join(size_keys)}")
+        shards = entry.get("shards")
+        if not isinstance(shards, list):
+            problems.append(f"{where}: 'shards' is missing or not a list")
+            continue
+        for position, shard in enumerate(shards):
+            if not isinstance(shard, dict):
+                problems.append(f"{where} shard {position} is {json.dumps(shard)[:40]}, expected an object")
+                continue
+            name = shard.get("file")
+            if not isinstance(name, str) or parse_shard_name(name) is None or os.path.basename(name) != name:
+                problems.append(f"{where} shard {position}: 'file' is {name!r}, expected a name like "
+                                f"{shard_file_name(split, 0, 4)}")
+            for key in ("images", "bytes"):
+                if not _is_count(shard.get(key)):
+                    problems.append(f"{where} shard {name or position}: '{key}' is missing or not a whole number")
+            digest = shard.get("sha256")
+            if not isinstance(digest, str) or len(digest) != 64:
+                problems.append(f"{where} shard {name or position}: 'sha256' is missing or not 64 hex digits")
+            shard_counts = shard.get("class_counts")
+            if not isinstance(shard_counts, dict) or not all(_is_count(count) for count in shard_counts.values()):
+                problems.append(f"{where} shard {name or position}: 'class_counts' is missing or not an object")
+    return problems
+
+
 def read_sidecar(out):
-    """Load ``OUT/dataset.json``.
+    """Load ``OUT/dataset.json`` and check its structure.
 
     Raises
     ------
     SidecarError
-        When OUT or the file is missing, or the file is not the JSON we write.
+        When OUT or the file is missing, or the file is not the JSON we write
+        (see :func:`sidecar_problems`); a write running in OUT is named as such.
     """
     out = os.fspath(out)
     path = os.path.join(out, SIDECAR_NAME)
     if not os.path.isdir(out):
         raise SidecarError(f"{out} is not a folder; expected the OUT folder of 'tfrecord_tools write'")
     if not os.path.exists(path):
-        unfinished = os.path.exists(os.path.join(out, PROGRESS_NAME))
-        hint = (
-            "a write into it was interrupted: run the same write command again to finish it"
-            if unfinished
-            else "is it a folder written by 'tfrecord_tools write'?"
-        )
+        if write_in_progress(out):
+            hint = "a write into it is running now: wait for it to finish"
+        elif os.path.exists(os.path.join(out, PROGRESS_NAME)):
+            hint = "a write into it was interrupted: run the same write command again to finish it"
+        else:
+            hint = "is it a folder written by 'tfrecord_tools write'?"
         raise SidecarError(f"{path} is missing: {hint}")
     try:
         with open(path, encoding="utf-8") as handle:
@@ -114,4 +219,20 @@ def read_sidecar(out):
         raise SidecarError(f"{path} cannot be read as JSON: {error}") from None
     if not isinstance(sidecar, dict) or "splits" not in sidecar or "classes" not in sidecar:
         raise SidecarError(f"{path} is not a tfrecord_tools sidecar (no 'splits' or 'classes' key)")
+    problems = sidecar_problems(sidecar)
+    if problems:
+        more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
+        raise SidecarError(
+            f"{path} is damaged: {problems[0]}{more}. Write the dataset again (with --overwrite if needed)"
+        )
     return sidecar
+
+
+def is_tfrecord_tools_sidecar(path):
+    """True when the JSON file at ``path`` was written by this tool (``"tool": "tfrecord_tools"``)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            content = json.load(handle)
+    except (OSError, ValueError):
+        return False
+    return isinstance(content, dict) and content.get("tool") == "tfrecord_tools"

@@ -11,7 +11,8 @@ For each shard listed in the sidecar, :func:`verify`
    ``write`` applies to decide which JPEGs it stores as they are);
 5. checks the label against the class name and the label map, and, for images
    stored as their source bytes, the SHA-256 against ``image/sha256``;
-6. compares counts per shard, class and split with the sidecar;
+6. compares counts per shard, class and split, and each split's recorded image
+   sizes, with the sidecar (``load`` relies on both);
 
 and then looks for shard files the sidecar does not list and for leftovers of
 an interrupted write. Each problem names the shard and the record number.
@@ -26,7 +27,7 @@ import time
 from . import _pool
 from .encode import ImageCheckError, jpeg_ends_properly, open_checked
 from .errors import VerifyError
-from .record_io import RecordError, iter_records, parse_example_bytes
+from .record_io import RecordError, hash_rest, iter_file_records, parse_example_bytes
 from .sidecar import (
     FEATURES,
     INCOMPLETE_PREFIX,
@@ -81,18 +82,23 @@ class VerifyReport:
 
 
 def _record_problems(record, label_to_index):
-    """Problems of one parsed Example; returns (class name or None, list of messages)."""
+    """Problems of one parsed Example; returns (class name or None, (height, width) or None, messages)."""
+    class_name, messages, size = _check_record(record, label_to_index)
+    return class_name, size, messages
+
+
+def _check_record(record, label_to_index):
     try:
         features = parse_example_bytes(record)
     except (ValueError, UnicodeDecodeError) as error:
-        return None, [f"not a valid tf.train.Example: {error}"]
+        return None, [f"not a valid tf.train.Example: {error}"], None
     messages = []
     for name, spec in FEATURES.items():
         values = features.get(name)
         if values is None or len(values) != 1:
             messages.append(f"feature {name!r} ({spec['dtype']}) is missing or does not hold one value")
     if messages:
-        return None, messages
+        return None, messages, None
     value = {name: values[0] for name, values in features.items()}
     class_name = value["image/class/text"].decode("utf-8", "surrogateescape")
     label = value["image/class/label"]
@@ -108,7 +114,7 @@ def _record_problems(record, label_to_index):
         image, found_format = open_checked(encoded, max_pixels=1 << 62)
     except ImageCheckError as error:
         messages.append(f"image does not decode: {error.reason}")
-        return class_name, messages
+        return class_name, messages, None
     if found_format != "jpeg":
         messages.append(f"image/encoded holds {found_format}, expected jpeg")
     elif not jpeg_ends_properly(encoded):
@@ -125,9 +131,10 @@ def _record_problems(record, label_to_index):
             f"decoded image is {image.height}x{image.width}, mode {image.mode}; features say "
             f"{value['image/height']}x{value['image/width']} with {value['image/channels']} channel(s)"
         )
-    if value["image/reencoded"] == 0 and hashlib.sha256(encoded).hexdigest() != value["image/sha256"].decode():
+    if value["image/reencoded"] == 0 and hashlib.sha256(encoded).hexdigest() != value["image/sha256"].decode(
+            "ascii", "replace"):
         messages.append("image bytes do not match image/sha256 of the source")
-    return class_name, messages
+    return class_name, messages, (image.height, image.width)
 
 
 def verify_shard(task):
@@ -155,34 +162,71 @@ def verify_shard(task):
         else:
             result["more_problems"] += 1
 
+    class_counts = collections.Counter()
+    digest = hashlib.sha256()
+    size = None  # [min_height, max_height, min_width, max_width] of the decoded images
     try:
-        with open(path, "rb") as handle:
-            data = handle.read()
+        with open(path, "rb") as handle:  # one record at a time: a shard is never read whole
+            file_bytes = os.fstat(handle.fileno()).st_size
+            try:
+                for index, _, record in iter_file_records(handle, digest=digest):
+                    result["records"] += 1
+                    class_name, image_size, messages = _record_problems(record, label_to_index)
+                    if class_name is not None:
+                        class_counts[class_name] += 1
+                    if image_size is not None:
+                        height, width = image_size
+                        size = [height, height, width, width] if size is None else [
+                            min(size[0], height), max(size[1], height), min(size[2], width), max(size[3], width)]
+                    for message in messages:
+                        add(index, message)
+            except RecordError as error:
+                add(error.index, f"{error.problem} at byte {error.offset:,}; the rest of the shard cannot be read")
+                hash_rest(handle, digest)
     except OSError as error:
         add(None, f"cannot read {path}: {error.strerror}")
         return result
-    if len(data) != shard["bytes"]:
-        add(None, f"file is {len(data):,} bytes, the sidecar says {shard['bytes']:,}")
-    if hashlib.sha256(data).hexdigest() != shard["sha256"]:
+    if file_bytes != shard["bytes"]:
+        add(None, f"file is {file_bytes:,} bytes, the sidecar says {shard['bytes']:,}")
+    if digest.hexdigest() != shard["sha256"]:
         add(None, "SHA-256 of the file does not match the sidecar")
-    class_counts = collections.Counter()
-    try:
-        for index, _, record in iter_records(data):
-            result["records"] += 1
-            class_name, messages = _record_problems(record, label_to_index)
-            if class_name is not None:
-                class_counts[class_name] += 1
-            for message in messages:
-                add(index, message)
-    except RecordError as error:
-        add(error.index, f"{error} at byte {error.offset}; the rest of the shard cannot be read")
     result["class_counts"] = dict(class_counts)
+    result["image_size"] = size
     if result["records"] != shard["images"]:
         add(None, f"holds {result['records']} records, the sidecar says {shard['images']}")
     expected_counts = {name: count for name, count in shard.get("class_counts", {}).items() if count}
     if dict(class_counts) != expected_counts:
         add(None, f"class counts {dict(sorted(class_counts.items()))} differ from the sidecar's {expected_counts}")
     return result
+
+
+def _check_split(report, split_name, split, results):
+    """Compare a split's sidecar entry (counts, image sizes) with what its shards hold."""
+    counts = collections.Counter()
+    for result in results:
+        counts.update(result["class_counts"])
+    expected = {name: count for name, count in split["class_counts"].items() if count}
+    if dict(counts) != expected:
+        report.problems.append(
+            Problem(split_name, None, f"class counts {dict(sorted(counts.items()))} differ from {expected}")
+        )
+    records = sum(result["records"] for result in results)
+    if records != split["images"]:
+        report.problems.append(Problem(split_name, None, f"its shards hold {records:,} records, dataset.json "
+                                                         f"says {split['images']:,} images"))
+    listed_bytes = sum(shard["bytes"] for shard in split["shards"])
+    if listed_bytes != split["bytes"]:
+        report.problems.append(Problem(split_name, None, f"its shards' sizes add up to {listed_bytes:,} bytes, "
+                                                         f"dataset.json says {split['bytes']:,}"))
+    sizes = [result.get("image_size") for result in results if result.get("image_size")]
+    recorded = split.get("image_size")
+    if sizes:
+        found = {"min_height": min(size[0] for size in sizes), "max_height": max(size[1] for size in sizes),
+                 "min_width": min(size[2] for size in sizes), "max_width": max(size[3] for size in sizes)}
+        if recorded != found:
+            report.problems.append(Problem(
+                split_name, None, f"dataset.json gives the image sizes as {recorded}, the images are {found} "
+                "(load() sizes its tensors from dataset.json)"))
 
 
 def verify(out, *, workers=None, raise_on_error=True):
@@ -219,7 +263,7 @@ def verify(out, *, workers=None, raise_on_error=True):
     if sidecar.get("label_to_index", label_to_index) != label_to_index:
         report.problems.append(Problem("dataset.json", None, "label_to_index is not the sorted class order"))
     tasks = [(out, shard, label_to_index) for split in sidecar["splits"].values() for shard in split["shards"]]
-    workers = _pool.default_workers() if workers is None else int(workers)
+    workers = _pool.usable_workers(workers)
     if workers > 1 and len(tasks) > 1:
         with _pool.start_pool(min(workers, len(tasks))) as pool:
             results = list(pool.map(verify_shard, tasks, doing=f"verifying {out}",
@@ -234,14 +278,7 @@ def verify(out, *, workers=None, raise_on_error=True):
         if result["more_problems"]:
             report.problems.append(Problem(result["file"], None, f"{result['more_problems']} more problem(s)"))
     for split_name, split in sidecar["splits"].items():
-        counts = collections.Counter()
-        for shard in split["shards"]:
-            counts.update(by_file[shard["file"]]["class_counts"])
-        expected = {name: count for name, count in split["class_counts"].items() if count}
-        if dict(counts) != expected:
-            report.problems.append(
-                Problem(split_name, None, f"class counts {dict(sorted(counts.items()))} differ from {expected}")
-            )
+        _check_split(report, split_name, split, [by_file[shard["file"]] for shard in split["shards"]])
     listed = set(by_file)
     for name in sorted(os.listdir(out)):
         if SHARD_NAME_PATTERN.match(name) and name not in listed:
@@ -255,9 +292,16 @@ def verify(out, *, workers=None, raise_on_error=True):
             report.warnings.append(f"{name} exists: a later write into this folder did not finish")
     rejected_path = os.path.join(out, REJECTED_NAME)
     if os.path.exists(rejected_path):
-        with open(rejected_path, encoding="utf-8") as handle:
-            rejected_lines = sum(1 for line in handle if line.strip())
-        expected_rejected = sidecar.get("totals", {}).get("rejected")
+        try:
+            with open(rejected_path, encoding="utf-8") as handle:
+                rejected_lines = sum(1 for line in handle if line.strip())
+        except (OSError, UnicodeDecodeError) as error:
+            report.problems.append(Problem(REJECTED_NAME, None, f"cannot be read as UTF-8 text: {error}"))
+            rejected_lines = None
+        totals = sidecar.get("totals")
+        expected_rejected = totals.get("rejected") if isinstance(totals, dict) else None
+        if rejected_lines is None:
+            expected_rejected = None
         if expected_rejected is not None and rejected_lines != expected_rejected:
             report.problems.append(
                 Problem(REJECTED_NAME, None, f"lists {rejected_lines} files, the sidecar says {expected_rejected}")

@@ -32,13 +32,22 @@ import hashlib
 import json
 import math
 import multiprocessing
+import numbers
 import os
 import random
 import time
 
 from . import __version__, _pool
-from .encode import DEFAULT_MAX_PIXELS, REENCODE_JPEG_QUALITY, ImageCheckError, stored_jpeg_bytes
-from .errors import ImageWriteError, OutputFolderError, SourceChangedError, SourceFolderError
+from .encode import (
+    DEFAULT_MAX_PIXELS,
+    REENCODE_JPEG_QUALITY,
+    RESIZE_FILTER,
+    RESIZE_JPEG_QUALITY,
+    STRICT_JPEG,
+    ImageCheckError,
+    stored_jpeg_bytes,
+)
+from .errors import ImageWriteError, OutputFolderError, SourceChangedError, SourceFolderError, option_name
 from .record_io import frame_record, serialize_example
 from .scan import scan_images
 from .sidecar import (
@@ -48,10 +57,11 @@ from .sidecar import (
     OS_METADATA_NAMES,
     PROGRESS_NAME,
     REJECTED_NAME,
-    SHARD_NAME_PATTERN,
     SIDECAR_NAME,
     incomplete_path,
     is_our_file,
+    is_tfrecord_tools_sidecar,
+    parse_shard_name,
     shard_file_name,
     write_json_atomic,
 )
@@ -80,15 +90,38 @@ def _seeded_random(text):
     return random.Random(text.encode("utf-8", "surrogateescape"))
 
 
-def split_images(scan, test_fraction=0.2, seed=0):
+def _allocate(sizes, fraction, caps, seed, what):
+    """How many images of each class go to a held-out split: ``fraction`` of the total, spread by class.
+
+    Each class gets ``floor(n * fraction)`` (at most its cap), and the images still
+    needed to reach ``round(total * fraction)`` go one each to the classes with the
+    largest remainders (ties broken by a seeded order). Rounding each class on its
+    own would give 33% instead of 20% for 10,000 classes of 3 images.
+    """
+    counts = {name: min(math.floor(size * fraction), caps[name]) for name, size in sizes.items()}
+    target = math.floor(sum(sizes.values()) * fraction + 0.5)
+    extra = target - sum(counts.values())
+    if extra > 0:
+        order = sorted(
+            (name for name in sizes if counts[name] < caps[name]),
+            key=lambda name: (-(sizes[name] * fraction - math.floor(sizes[name] * fraction)),
+                              hashlib.sha256(f"{seed}/{what}/{name}".encode("utf-8", "surrogateescape")).digest()),
+        )
+        for name in order[:extra]:
+            counts[name] += 1
+    return counts
+
+
+def split_images(scan, test_fraction=0.2, seed=0, val_fraction=0.0):
     """Assign every good image to a split.
 
     Parameters
     ----------
     scan : ScanResult
-    test_fraction : float
-        Share of each class that goes to ``test`` (rounded half up, and at least
-        one image stays in ``train``). Ignored when SRC is already split.
+    test_fraction, val_fraction : float
+        Shares of all images that go to ``test`` and ``validation``, spread over
+        the classes in proportion to their sizes (see :func:`_allocate`); at least
+        one image of each class stays in ``train``. Ignored when SRC is already split.
     seed : int
 
     Returns
@@ -106,15 +139,51 @@ def split_images(scan, test_fraction=0.2, seed=0):
     by_class = collections.defaultdict(list)
     for image in scan.images:
         by_class[image.class_name].append(image)
-    train, test = [], []
+    sizes = {name: len(by_class.get(name, [])) for name in scan.class_names}
+    test_counts = _allocate(sizes, test_fraction, {name: max(size - 1, 0) for name, size in sizes.items()},
+                            seed, "test")
+    val_counts = _allocate(sizes, val_fraction,
+                           {name: max(size - 1 - test_counts[name], 0) for name, size in sizes.items()},
+                           seed, "validation")
+    train, validation, test = [], [], []
     for class_name in scan.class_names:
         images = sorted(by_class.get(class_name, []), key=lambda image: image.relative_path)
         # A string seed is hashed with SHA-512 by random.Random: stable across runs and platforms.
         _seeded_random(f"{seed}/split/{class_name}").shuffle(images)
-        test_count = min(math.floor(len(images) * test_fraction + 0.5), max(len(images) - 1, 0))
+        test_count, val_count = test_counts[class_name], val_counts[class_name]
         test.extend(images[:test_count])
-        train.extend(images[test_count:])
-    return {"train": train, "test": test} if test else {"train": train}
+        validation.extend(images[test_count : test_count + val_count])
+        train.extend(images[test_count + val_count :])
+    splits = {"train": train}
+    if test:
+        splits["test"] = test
+    if validation:
+        splits["validation"] = validation
+    return dict(sorted(splits.items()))
+
+
+def split_warnings(scan, splits, test_fraction, val_fraction, explicit_fractions):
+    """What a user should know about the split shares (list of messages)."""
+    if scan.layout == "splits":
+        if explicit_fractions:
+            return ["SRC is split already (its top folders are splits): test and validation fractions are ignored"]
+        return []
+    messages = []
+    total = sum(len(images) for images in splits.values())
+    for split, fraction in (("test", test_fraction), ("validation", val_fraction)):
+        if not fraction:
+            continue
+        members = collections.Counter(image.class_name for image in splits.get(split, []))
+        without = [name for name, count in scan.class_counts().items() if count and not members[name]]
+        if without:
+            shown = ", ".join(without[:5]) + (f" and {len(without) - 5} more" if len(without) > 5 else "")
+            messages.append(f"{len(without)} class(es) have no {split} image (too few images for a share of "
+                            f"{fraction:g}): {shown}")
+        share = sum(members.values()) / total if total else 0.0
+        if abs(share - fraction) > 0.01 + 1 / max(total, 1):
+            messages.append(f"the {split} split holds {share:.1%} of the images, not {fraction:.1%}: too many "
+                            "classes are too small to give their share")
+    return messages
 
 
 def _stratified_shuffle(images, seed, split):
@@ -146,7 +215,7 @@ def shard_count(images, num_shards, target_shard_bytes, min_shards=DEFAULT_MIN_S
     return max(1, min(count, len(images)))
 
 
-def plan_shards(splits, num_shards=None, target_shard_bytes=DEFAULT_TARGET_SHARD_BYTES, seed=0):
+def plan_shards(splits, num_shards=None, target_shard_bytes=DEFAULT_TARGET_SHARD_BYTES, seed=0, stored_as=None):
     """Decide which image goes to which shard, in which order.
 
     Parameters
@@ -159,6 +228,9 @@ def plan_shards(splits, num_shards=None, target_shard_bytes=DEFAULT_TARGET_SHARD
         Used when ``num_shards`` is None (with at least :data:`DEFAULT_MIN_SHARDS`
         shards per split, or one per image when there are fewer).
     seed : int
+    stored_as : dict, optional
+        ``max_side``, ``jpeg_quality`` and ``apply_orientation`` when any is in use:
+        part of every shard's digest.
 
     Returns
     -------
@@ -177,11 +249,12 @@ def plan_shards(splits, num_shards=None, target_shard_bytes=DEFAULT_TARGET_SHARD
             random.Random(f"{seed}/{name}").shuffle(members)
             # The re-encode decision is in too: shards written before a JPEG without its
             # end-of-image marker was re-encoded (it was stored as is) are not reused.
+            # (Resize and orientation settings only when used: folders written without them stay reusable.)
             digest_input = json.dumps(
                 [FORMAT_VERSION, REENCODE_JPEG_QUALITY, name,
                  [[image.relative_path, image.sha256, image.label, image.class_name, image.reencode]
-                  for image in members]],
-                ensure_ascii=True,
+                  for image in members]] + ([stored_as] if stored_as else []),
+                ensure_ascii=True, sort_keys=True,
             )
             plans.append({
                 "split": split,
@@ -227,7 +300,9 @@ def write_shard(job, on_record=None):
     Parameters
     ----------
     job : dict
-        ``out``, ``file``, ``plan_sha256``, ``max_pixels`` and ``entries``: tuples
+        ``out``, ``file``, ``plan_sha256``, ``max_pixels``, ``store`` (keyword
+        arguments of :func:`~tfrecord_tools.encode.stored_jpeg_bytes`: ``max_side``,
+        ``jpeg_quality``, ``apply_orientation``) and ``entries``: tuples
         ``(path, relative_path, class_name, label, sha256, source_format,
         reencode, height, width, channels)`` in record order.
     on_record : callable, optional
@@ -271,9 +346,9 @@ def write_shard(job, on_record=None):
                     raise SourceChangedError(
                         f"{path} changed after it was checked (SHA-256 differs); run the write again"
                     )
-                encoded = _stored_bytes(path, data, reencode, job["max_pixels"])
+                encoded = _stored_bytes(path, data, reencode, job["max_pixels"], job.get("store") or {})
                 record = frame_record(serialize_example(_example_features(entry, encoded)))
-                handle.write(record)
+                _write_or_name_the_file(handle, record, final_path)
                 file_hash.update(record)
                 written_bytes += len(record)
                 class_counts[class_name] += 1
@@ -284,8 +359,11 @@ def write_shard(job, on_record=None):
                     pending = 0
                 if delay:
                     time.sleep(delay)
-            handle.flush()
-            os.fsync(handle.fileno())  # the rename below must never expose unsynced data
+            try:
+                handle.flush()
+                os.fsync(handle.fileno())  # the rename below must never expose unsynced data
+            except OSError as error:
+                raise OSError(error.errno, error.strerror, final_path) from None
         os.replace(temporary_path, final_path)
     except BaseException:
         if os.path.exists(temporary_path):
@@ -305,12 +383,20 @@ def write_shard(job, on_record=None):
     return result
 
 
-def _stored_bytes(path, data, reencode, max_pixels):
+def _write_or_name_the_file(handle, data, final_path):
+    """``handle.write(data)``; a full disk or another OSError names the shard being written."""
+    try:
+        handle.write(data)
+    except OSError as error:
+        raise OSError(error.errno, error.strerror, final_path) from None
+
+
+def _stored_bytes(path, data, reencode, max_pixels, store):
     """The bytes to store for one source file; any failure names the file."""
     if not reencode:
         return data
     try:
-        return stored_jpeg_bytes(data, max_pixels)
+        return stored_jpeg_bytes(data, max_pixels, **store)
     except ImageCheckError as error:
         raise ImageWriteError(f"{path}: cannot be stored: {error.reason}") from None
     except Exception as error:  # Pillow's encoders raise many types (OSError, ValueError, ...)
@@ -341,16 +427,31 @@ def _append_progress(out, result):
         os.close(descriptor)
 
 
+def _start_progress(out):
+    """Create the progress file before the first shard is renamed into place.
+
+    It is what tells a re-run after a crash that the shard files in OUT are ours,
+    even when the crash (or a full disk) came before the first shard's line.
+    """
+    descriptor = os.open(os.path.join(out, PROGRESS_NAME), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(descriptor, (json.dumps({"write_started": True, "tool_version": __version__}) + "\n").encode())
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
 def _read_progress(out):
     finished = {}
     try:
-        with open(os.path.join(out, PROGRESS_NAME), encoding="ascii") as handle:
+        with open(os.path.join(out, PROGRESS_NAME), encoding="ascii", errors="replace") as handle:
             for line in handle:
                 try:
                     result = json.loads(line)
                 except ValueError:
                     continue  # a line cut short by a crash
-                finished[result["file"]] = result
+                if isinstance(result, dict) and isinstance(result.get("file"), str):
+                    finished[result["file"]] = result
     except FileNotFoundError:
         pass
     return finished
@@ -381,14 +482,42 @@ def _still_valid(out, record, plan):
 
 
 def _create_output_folder(out, source):
-    """Create OUT (if new) after checking it is a folder apart from SRC."""
+    """Create OUT (if new) after checking it is a folder apart from SRC that we can write into.
+
+    Returns True when OUT was created here (a failed write then removes it again).
+    """
     if os.path.commonpath([out, source]) == source:
         raise OutputFolderError(f"output folder {out} is inside the source folder {source}; choose another")
     if os.path.commonpath([out, source]) == out:
         raise OutputFolderError(f"output folder {out} contains the source folder {source}; choose another")
     if os.path.exists(out) and not os.path.isdir(out):
         raise OutputFolderError(f"output {out} is a file; expected a folder (new or written by this tool)")
-    os.makedirs(out, exist_ok=True)
+    created = not os.path.exists(out)
+    try:
+        os.makedirs(out, exist_ok=True)
+        probe = incomplete_path(os.path.join(out, "write-test"))
+        with open(probe, "wb"):
+            pass
+        os.remove(probe)
+    except OSError as error:
+        if created:
+            _remove_if_empty(out)
+        raise OutputFolderError(
+            f"cannot write into the output folder {out}: {error.strerror or error}; choose a folder you can write "
+            "to. Nothing was changed."
+        ) from None
+    return created
+
+
+def _remove_if_empty(out):
+    """After a failed write into a folder it created: leave no empty OUT behind."""
+    try:
+        if not [name for name in os.listdir(out) if not name.startswith(INCOMPLETE_PREFIX)]:
+            for name in os.listdir(out):
+                os.remove(os.path.join(out, name))
+            os.rmdir(out)
+    except OSError:
+        pass
 
 
 @contextlib.contextmanager
@@ -426,9 +555,10 @@ def _exclusive_use(out):
 def _inspect_output_folder(out):
     """Check that OUT holds nothing but our own files.
 
-    Returns ``(earlier, has_sidecar)``: the finished shards an earlier run left
-    (from its sidecar or its progress file), keyed by file name, and whether a
-    finished dataset is there.
+    Returns ``(earlier, finished_shards)``: the finished shards an earlier run left
+    (from its sidecar or its progress file), keyed by file name, and the names of
+    the shards that the finished dataset's sidecar lists (None when there is no
+    finished dataset).
     """
     names = sorted(os.listdir(out))
     # A file browser's .DS_Store or Thumbs.db is neither ours nor in the way: left alone.
@@ -440,31 +570,39 @@ def _inspect_output_folder(out):
             "choose an empty or new folder. Nothing was changed."
         )
     has_sidecar = SIDECAR_NAME in names
+    if has_sidecar and not is_tfrecord_tools_sidecar(os.path.join(out, SIDECAR_NAME)):
+        raise OutputFolderError(
+            f"output folder {out} holds a {SIDECAR_NAME} that tfrecord_tools did not write (no \"tool\": "
+            "\"tfrecord_tools\" in it); choose an empty or new folder. Nothing was changed."
+        )
     has_progress = PROGRESS_NAME in names
-    shards_without_record = [name for name in names if SHARD_NAME_PATTERN.match(name)]
+    shards_without_record = [name for name in names if parse_shard_name(name)]
     if shards_without_record and not (has_sidecar or has_progress):
         raise OutputFolderError(
             f"output folder {out} holds shard files ({shards_without_record[0]}, ...) but no {SIDECAR_NAME}: "
             "they may come from another tool. Choose an empty or new folder. Nothing was changed."
         )
     earlier = {}
+    finished_shards = None
     if has_sidecar:
+        finished_shards = set()
         try:
             with open(os.path.join(out, SIDECAR_NAME), encoding="utf-8") as handle:
                 sidecar = json.load(handle)
             for split in sidecar["splits"].values():
                 for shard in split["shards"]:
                     earlier[shard["file"]] = shard
-        except (OSError, ValueError, KeyError, TypeError):
+                    finished_shards.add(shard["file"])
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             earlier = {}
     earlier.update(_read_progress(out))
-    return earlier, has_sidecar
+    return earlier, finished_shards
 
 
 def _remove_leftovers(out, keep):
     """Delete our own files that the new plan does not use (never anyone else's)."""
     for name in os.listdir(out):
-        stale_shard = SHARD_NAME_PATTERN.match(name) and name not in keep
+        stale_shard = parse_shard_name(name) is not None and name not in keep
         if stale_shard or name.startswith(INCOMPLETE_PREFIX):
             os.remove(os.path.join(out, name))
 
@@ -488,25 +626,33 @@ def _duplicates(splits):
     by_hash = collections.defaultdict(list)
     for split, images in splits.items():
         for image in images:
-            by_hash[image.sha256].append((split, image.relative_path))
-    across, within_groups = [], 0
+            by_hash[image.sha256].append((split, image.relative_path, image.class_name))
+    across, conflicting, within_groups = [], [], 0
     for sha256, members in sorted(by_hash.items()):
         if len(members) < 2:
             continue
-        if len({split for split, _ in members}) > 1:
-            across.append({"sha256": sha256, "files": sorted(f"{split}:{path}" for split, path in members)})
+        files = sorted(f"{split}:{path}" for split, path, _ in members)
+        if len({class_name for _, _, class_name in members}) > 1:
+            conflicting.append({"sha256": sha256, "files": files})
+        if len({split for split, _, _ in members}) > 1:
+            across.append({"sha256": sha256, "files": files})
         else:
             within_groups += 1
     across.sort(key=lambda group: group["files"])
+    conflicting.sort(key=lambda group: group["files"])
     return {
         "across_splits_count": len(across),
         "across_splits": across[:100],  # the first 100 groups; the count says how many there are
         "within_split_groups": within_groups,
+        # The same bytes under two class names, in one split or across splits: one label is wrong.
+        "conflicting_labels_count": len(conflicting),
+        "conflicting_labels": conflicting[:100],
     }
 
 
-def build_sidecar(scan, splits, plans, shard_results, seed, test_fraction, max_pixels):
-    """The content of ``dataset.json`` (no timings, so it too is reproducible)."""
+def build_sidecar(scan, splits, plans, shard_results, seed, test_fraction, max_pixels, val_fraction=0.0,
+                  stored_as=None, warnings=()):
+    """The content of ``dataset.json`` (no timings and no absolute paths, so it too is reproducible)."""
     split_entries = {}
     for split, images in splits.items():
         shards = [shard_results[plan["file"]] for plan in plans if plan["split"] == split]
@@ -527,15 +673,27 @@ def build_sidecar(scan, splits, plans, shard_results, seed, test_fraction, max_p
         f"{image.source_format}/{image.mode}" for image in scan.images if image.reencode
     )
     rejected = collections.Counter(item.category for item in scan.rejected)
+    multi_frame = sorted(image.relative_path for image in scan.images if image.frames > 1)
+    stored_as = stored_as or {}
+    max_side = stored_as.get("max_side")
     return {
         "tool": "tfrecord_tools",
         "tool_version": __version__,
         "format_version": FORMAT_VERSION,
-        "source": scan.source,
+        "source": os.path.basename(scan.source.rstrip(os.sep)) or scan.source,
         "layout": scan.layout,
         "seed": seed,
         "test_fraction": test_fraction if scan.layout == "classes" else None,
+        "val_fraction": val_fraction if scan.layout == "classes" else None,
         "jpeg_quality": REENCODE_JPEG_QUALITY,
+        "strict_jpeg_check": STRICT_JPEG,
+        "resize": None if max_side is None else {
+            "max_side": max_side,
+            "filter": RESIZE_FILTER,
+            "jpeg_quality": stored_as.get("jpeg_quality", RESIZE_JPEG_QUALITY),
+            "resized_images": sum(image.resized for image in scan.images),
+        },
+        "exif_orientation_applied": bool(stored_as.get("apply_orientation")),
         "max_pixels": max_pixels,
         "classes": scan.class_names,
         "label_to_index": scan.label_to_index,
@@ -547,12 +705,16 @@ def build_sidecar(scan, splits, plans, shard_results, seed, test_fraction, max_p
             "shards": len(plans),
             "rejected": len(scan.rejected),
             "reencoded": sum(reencoded.values()),
+            "multi_frame": len(multi_frame),
         },
         "empty_classes": [name for name, count in scan.class_counts().items() if count == 0],
         "reencoded_by_source": dict(sorted(reencoded.items())),
         "rejected_by_category": dict(sorted(rejected.items())),
         "rejected_file": REJECTED_NAME,
+        # Animated GIF/WebP/PNG and multi-page TIFF: only the first frame or page is stored.
+        "multi_frame_files": multi_frame[:100],
         "duplicates": _duplicates(splits),
+        "warnings": list(warnings),
     }
 
 
@@ -602,9 +764,30 @@ def _run_jobs(jobs, pool, counter, progress, total_images, out):
             bar.close()
 
 
-def write_dataset(src, out, *, test_fraction=0.2, seed=0, num_shards=None, target_shard_bytes=None,
+def _check_options(test_fraction, val_fraction, num_shards, target_shard_bytes, max_side, jpeg_quality):
+    def whole(value):
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+    for name, value in (("test_fraction", test_fraction), ("val_fraction", val_fraction)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value < 1.0:
+            raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
+    if test_fraction + val_fraction >= 1.0:
+        raise ValueError(f"test_fraction + val_fraction must be below 1 (training needs images), got "
+                         f"{test_fraction} + {val_fraction}")
+    if num_shards is not None and (not whole(num_shards) or num_shards < 1):
+        raise ValueError(f"num_shards must be a whole number of at least 1, got {num_shards!r}")
+    if not whole(target_shard_bytes) or target_shard_bytes < 1:
+        raise ValueError(f"target_shard_bytes must be a positive whole number, got {target_shard_bytes!r}")
+    if max_side is not None and (not whole(max_side) or not 1 <= max_side <= 65_500):
+        raise ValueError(f"max_side must be a whole number of pixels in [1, 65500], got {max_side!r}")
+    if not whole(jpeg_quality) or not 1 <= jpeg_quality <= 95:
+        raise ValueError(f"jpeg_quality must be a whole number in [1, 95], got {jpeg_quality!r}")
+
+
+def write_dataset(src, out, *, test_fraction=None, seed=0, num_shards=None, target_shard_bytes=None,
                   workers=None, on_error="skip", max_pixels=DEFAULT_MAX_PIXELS, overwrite=False,
-                  progress=False):
+                  progress=False, val_fraction=None, max_side=None, jpeg_quality=RESIZE_JPEG_QUALITY,
+                  apply_orientation=False):
     """Convert ``SRC/<class>/...`` (or ``SRC/<split>/<class>/...``) to sharded TFRecords.
 
     Every image is decode-checked before it is written; run :func:`tfrecord_tools.verify`
@@ -617,10 +800,11 @@ def write_dataset(src, out, *, test_fraction=0.2, seed=0, num_shards=None, targe
     out : str or Path
         Output folder: new, empty, or written by an earlier (maybe interrupted)
         run of this function. A folder with other files is refused.
-    test_fraction : float
-        Share of each class held out as ``test`` (0 for none); ignored when SRC
-        is already split into ``train/``, ``validation/`` (or ``val/``,
-        ``valid/``), ``test/``.
+    test_fraction : float, optional
+        Share of the images held out as ``test``, spread over the classes in
+        proportion to their sizes (default 0.2; 0 for none). Ignored, with a
+        warning when given, when SRC is already split into ``train/``,
+        ``validation/`` (or ``val/``, ``valid/``...), ``test/`` (any case).
     seed : int
         Seeds the split, the spread over shards and the order inside each shard.
     num_shards : int, optional
@@ -631,7 +815,10 @@ def write_dataset(src, out, *, test_fraction=0.2, seed=0, num_shards=None, targe
         Default 100 MiB.
     workers : int, optional
         Processes that check and write; default all CPU cores; 1 runs in-process.
-        Changes the speed only, never the output.
+        Changes the speed only, never the output. More than one needs the
+        calling script's top-level code under ``if __name__ == "__main__":``;
+        called from outside such a block, the write warns and uses 1 process
+        (run ``python -m tfrecord_tools write`` in a subprocess instead).
     on_error : {"skip", "stop"}
         Skip bad files and list them in ``rejected.jsonl``, or stop at the first
         bad image (hidden files and the like are skipped and listed either way).
@@ -642,6 +829,19 @@ def write_dataset(src, out, *, test_fraction=0.2, seed=0, num_shards=None, targe
         settings (only our own files are ever removed).
     progress : bool
         Show progress bars on stderr.
+    val_fraction : float, optional
+        Share held out as ``validation`` (default 0), as ``test_fraction``.
+    max_side : int, optional
+        Store images whose longer side is over this many pixels resized to it
+        (aspect ratio kept, Lanczos with ``reducing_gap=2.0``), as JPEG at
+        ``jpeg_quality``; smaller images are stored as they are. Recorded in
+        ``dataset.json`` under ``resize``.
+    jpeg_quality : int
+        JPEG quality (1-95) of the images ``max_side`` resizes (default 90).
+    apply_orientation : bool
+        Store images turned upright as their EXIF orientation tag says (they are
+        re-encoded); by default the pixels are stored as the file holds them,
+        which is what ``tf.io.decode_jpeg`` and Keras's loaders give.
 
     Returns
     -------
@@ -657,59 +857,102 @@ def write_dataset(src, out, *, test_fraction=0.2, seed=0, num_shards=None, targe
         A worker process died (killed for memory?); finished shards are kept.
     """
     started = time.perf_counter()
-    if not 0.0 <= test_fraction < 1.0:
-        raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction}")
-    if num_shards is not None and num_shards < 1:
-        raise ValueError(f"num_shards must be at least 1, got {num_shards}")
-    target_shard_bytes = DEFAULT_TARGET_SHARD_BYTES if target_shard_bytes is None else int(target_shard_bytes)
-    if target_shard_bytes < 1:
-        raise ValueError(f"target_shard_bytes must be positive, got {target_shard_bytes}")
-    workers = _pool.default_workers() if workers is None else int(workers)
-    if workers < 1:
-        raise ValueError(f"workers must be at least 1, got {workers}")
+    explicit_fractions = bool(test_fraction) or bool(val_fraction)
+    test_fraction = 0.2 if test_fraction is None else test_fraction
+    val_fraction = 0.0 if val_fraction is None else val_fraction
+    target_shard_bytes = DEFAULT_TARGET_SHARD_BYTES if target_shard_bytes is None else target_shard_bytes
+    _check_options(test_fraction, val_fraction, num_shards, target_shard_bytes, max_side, jpeg_quality)
+    # Plain Python numbers from here on (a NumPy integer would not go into the JSON plan digests).
+    test_fraction, val_fraction = float(test_fraction), float(val_fraction)
+    num_shards = None if num_shards is None else int(num_shards)
+    max_side = None if max_side is None else int(max_side)
+    target_shard_bytes, jpeg_quality = int(target_shard_bytes), int(jpeg_quality)
+    workers = _pool.usable_workers(workers)
     source = os.path.realpath(os.fspath(src))
     out = os.path.realpath(os.fspath(out))
     if not os.path.isdir(source):
         raise SourceFolderError(f"source folder {source} does not exist or is not a folder")
-    _create_output_folder(out, source)
+    created = _create_output_folder(out, source)
+    try:
+        return _write_locked(source, out, started, locals_=dict(
+            test_fraction=test_fraction, val_fraction=val_fraction, explicit_fractions=explicit_fractions,
+            seed=seed, num_shards=num_shards, target_shard_bytes=target_shard_bytes, workers=workers,
+            on_error=on_error, max_pixels=max_pixels, overwrite=overwrite, progress=progress, max_side=max_side,
+            jpeg_quality=jpeg_quality, apply_orientation=apply_orientation))
+    except BaseException:
+        if created:
+            _remove_if_empty(out)
+        raise
+
+
+def _write_locked(source, out, started, locals_):
+    options = locals_
+    workers, max_pixels, seed = options["workers"], options["max_pixels"], options["seed"]
+    max_side = options["max_side"]
+    stored_as = {}
+    if max_side is not None:
+        stored_as.update(max_side=max_side, jpeg_quality=options["jpeg_quality"])
+    if options["apply_orientation"]:
+        stored_as["apply_orientation"] = True
+    store = {"max_side": max_side, "jpeg_quality": options["jpeg_quality"],
+             "apply_orientation": options["apply_orientation"]}
     with _exclusive_use(out):
-        earlier, had_sidecar = _inspect_output_folder(out)
+        earlier, finished_shards = _inspect_output_folder(out)
+        had_sidecar = finished_shards is not None
 
         counter = multiprocessing.get_context("spawn").Value("q", 0)
         pool = _pool.start_pool(workers, _worker_init, (counter,)) if workers > 1 else None
         try:
             pool_started = time.perf_counter()
-            scan = scan_images(source, workers=workers, on_error=on_error, max_pixels=max_pixels,
-                               progress=progress, _pool_to_use=pool, _then=_AFTER_WORKER_DIED)
+            scan = scan_images(source, workers=workers, on_error=options["on_error"], max_pixels=max_pixels,
+                               progress=options["progress"], max_side=max_side,
+                               apply_orientation=options["apply_orientation"], _pool_to_use=pool,
+                               _then=_AFTER_WORKER_DIED)
             if not scan.images:
                 reasons = collections.Counter(item.category for item in scan.rejected)
+                listed = ""
+                if scan.rejected:
+                    _write_rejected(out, scan.rejected)
+                    listed = f"; each is listed with its reason in {os.path.join(out, REJECTED_NAME)}"
                 raise SourceFolderError(
                     f"no usable image under {source} ({len(scan.rejected)} file(s) rejected: "
-                    f"{dict(reasons) or 'none found'})"
+                    f"{dict(reasons) or 'none found'}){listed}"
                 )
             scanned = time.perf_counter()
-            splits = split_images(scan, test_fraction, seed)
-            plans = plan_shards(splits, num_shards, target_shard_bytes, seed)
+            splits = split_images(scan, options["test_fraction"], seed, options["val_fraction"])
+            warnings = list(scan.warnings) + split_warnings(scan, splits, options["test_fraction"],
+                                                            options["val_fraction"], options["explicit_fractions"])
+            plans = plan_shards(splits, options["num_shards"], options["target_shard_bytes"], seed, stored_as)
+            planned_files = {plan["file"] for plan in plans}
             reusable = {plan["file"]: earlier[plan["file"]] for plan in plans
                         if _still_valid(out, earlier.get(plan["file"]), plan)}
-            if had_sidecar and len(reusable) < len(plans) and not overwrite:
+            # A finished dataset is kept only if the new plan is exactly its shards: fewer shards
+            # (a split gone from SRC, say) would delete finished ones, more would change it.
+            changed = len(reusable) < len(plans) or (had_sidecar and finished_shards != planned_files)
+            if had_sidecar and changed and not options["overwrite"]:
+                gone = sorted(finished_shards - planned_files)
+                what = (f" (its shards {gone[0]}{' and more' if len(gone) > 1 else ''} are not in the new plan)"
+                        if gone else "")
                 raise OutputFolderError(
-                    f"output folder {out} holds a finished dataset made from other inputs or settings; "
-                    "pass overwrite=True (--overwrite) to replace it, or choose another folder. Nothing was changed."
+                    f"output folder {out} holds a finished dataset made from other inputs or settings{what}; "
+                    f"pass {option_name('--overwrite', 'overwrite=True')} to replace it, or choose another folder. "
+                    "Nothing was changed."
                 )
-            if had_sidecar and len(reusable) < len(plans):
+            _start_progress(out)
+            if had_sidecar and changed:
                 # The old sidecar is about to describe shards that no longer exist: record
                 # the shards we keep in the progress file, then drop the sidecar.
                 for record in reusable.values():
                     _append_progress(out, record)
                 os.remove(os.path.join(out, SIDECAR_NAME))
-            _remove_leftovers(out, keep={plan["file"] for plan in plans})
+            _remove_leftovers(out, keep=planned_files)
             jobs = [
                 {
                     "out": out,
                     "file": plan["file"],
                     "plan_sha256": plan["plan_sha256"],
                     "max_pixels": max_pixels,
+                    "store": store,
                     "entries": [
                         (image.path, image.relative_path, image.class_name, image.label, image.sha256,
                          image.source_format, image.reencode, image.height, image.width, image.channels)
@@ -722,14 +965,26 @@ def write_dataset(src, out, *, test_fraction=0.2, seed=0, num_shards=None, targe
             # Biggest shards first, so no worker is left alone with a big one at the end.
             jobs.sort(key=lambda job: -len(job["entries"]))
             planned = time.perf_counter()
-            written = _run_jobs(jobs, pool, counter, progress, sum(len(job["entries"]) for job in jobs), out)
+            written = _run_jobs(jobs, pool, counter, options["progress"],
+                                sum(len(job["entries"]) for job in jobs), out)
             shards_done = time.perf_counter()
+        except BaseException:
+            if pool is not None:
+                pool.terminate()
+                pool = None
+            # Stopped workers cannot remove their unfinished shards: we hold the lock, so do it.
+            for name in os.listdir(out):
+                if name.startswith(INCOMPLETE_PREFIX):
+                    with contextlib.suppress(OSError):
+                        os.remove(os.path.join(out, name))
+            raise
         finally:
             if pool is not None:
                 pool.terminate()
         shard_results = dict(reusable)
         shard_results.update((result["file"], result) for result in written)
-        sidecar = build_sidecar(scan, splits, plans, shard_results, seed, test_fraction, max_pixels)
+        sidecar = build_sidecar(scan, splits, plans, shard_results, seed, options["test_fraction"], max_pixels,
+                                options["val_fraction"], stored_as, warnings)
         _write_rejected(out, scan.rejected)
         write_json_atomic(os.path.join(out, SIDECAR_NAME), sidecar)
         progress_path = os.path.join(out, PROGRESS_NAME)
@@ -758,7 +1013,7 @@ def write_dataset(src, out, *, test_fraction=0.2, seed=0, num_shards=None, targe
 
 
 def format_summary(summary):
-    """One line: images, rejected, MB, seconds, images per second."""
+    """One line (images, rejected, MB, seconds, images per second), then a line per warning."""
     totals = summary["totals"]
     line = (
         f"{totals['images']:,} images in {totals['shards']} shards "
@@ -766,11 +1021,23 @@ def format_summary(summary):
         f"{totals['bytes'] / 1e6:.1f} MB, {summary['seconds']:.1f} s, "
         f"{summary['images_per_second']:,.0f} images/s -> {summary['out']}"
     )
-    duplicates = summary["duplicates"]["across_splits_count"]
-    if duplicates:
-        line += f"\nwarning: {duplicates} image(s) appear in more than one split (same SHA-256); see dataset.json"
+    resize = summary.get("resize")
+    if resize:
+        line += (f"\n{resize['resized_images']:,} image(s) resized to at most {resize['max_side']} px a side "
+                 f"(JPEG quality {resize['jpeg_quality']})")
+    duplicates = summary["duplicates"]
+    if duplicates["across_splits_count"]:
+        line += (f"\nwarning: {duplicates['across_splits_count']} image(s) appear in more than one split "
+                 f"(same SHA-256), e.g. {', '.join(duplicates['across_splits'][0]['files'][:3])}; see dataset.json")
+    if duplicates.get("conflicting_labels_count"):
+        first = duplicates["conflicting_labels"][0]["files"]
+        line += (f"\nwarning: {duplicates['conflicting_labels_count']} image(s) are stored under two or more "
+                 f"classes (same SHA-256): {', '.join(first[:4])}; see 'conflicting_labels' in dataset.json")
+    if totals.get("multi_frame"):
+        line += (f"\nwarning: {totals['multi_frame']} file(s) hold several frames or pages (animated GIF, WebP or "
+                 f"PNG, multi-page TIFF); only the first is stored, e.g. {summary['multi_frame_files'][0]}")
     if summary["empty_classes"]:
         line += f"\nwarning: classes without usable images (labels kept): {', '.join(summary['empty_classes'])}"
+    for warning in summary.get("warnings", []):
+        line += f"\nwarning: {warning}"
     return line
-
-

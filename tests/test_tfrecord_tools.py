@@ -429,7 +429,7 @@ def test_a_second_write_into_the_same_folder_stops_at_once(source, tmp_path):
     out = tmp_path / "out"
     command = [sys.executable, "-m", "tfrecord_tools", "write", str(source), str(out), "--workers", "1",
                "--num-shards", "3", "--test-fraction", "0", "--no-progress"]
-    environment = {**os.environ, "TFRECORD_TOOLS_TEST_RECORD_DELAY": "0.05", "PYTHONPATH": str(REPO_ROOT)}
+    environment = {**os.environ, "TFRECORD_TOOLS_TEST_RECORD_DELAY": "0.2", "PYTHONPATH": str(REPO_ROOT)}
     first = subprocess.Popen(command, env=environment, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 30
     while not (out.exists() and any(name.startswith(INCOMPLETE_PREFIX) for name in os.listdir(out))):

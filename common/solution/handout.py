@@ -141,7 +141,8 @@ def make_handout(out_dir: str | Path, *, overwrite: bool = False) -> tuple[Path,
     staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}-"))
     try:
         (staging / SCRIPT).write_text(starter, encoding="utf-8")
-        ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+        # Only the sources: no caches, editor or patch leftovers, hidden files.
+        ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.orig", "*.rej", "*~", ".*")
         for package in PACKAGES:
             shutil.copytree(REPO_ROOT / package, staging / package, ignore=ignore)
         for left_out in LEFT_OUT:

@@ -188,7 +188,10 @@ class Run:
         if self.is_chief:
             self.out = Path(config.out)
         else:
-            self.out = Path(tempfile.mkdtemp(prefix=f"{script}-worker-"))
+            # A folder of its own that the same command finds again, so that a restarted
+            # worker resumes with the chief (same finished parts, its own checkpoints).
+            where = _fingerprint({"out": str(Path(config.out).resolve()), "task": _tf_config_task()})
+            self.out = Path(tempfile.gettempdir()) / f"{script}-worker-{self.fingerprint[:8]}-{where[:8]}"
             print(f"not the chief worker: outputs and checkpoints go to {self.out} (deleted at the end)")
         self.out.mkdir(parents=True, exist_ok=True)
         self.current_part: str | None = None
@@ -391,6 +394,10 @@ def _tf_config_is_chief() -> bool:
     if not task or task.get("type") == "chief":
         return True
     return task.get("type") == "worker" and task.get("index", 0) == 0 and "chief" not in config.get("cluster", {})
+
+
+def _tf_config_task() -> dict:
+    return json.loads(os.environ.get("TF_CONFIG") or "{}").get("task", {})
 
 
 def _running_in_jupyter() -> bool:

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-EPOCHS = 3
-FLAGS = ["--data", "standin", "--limit", "512", "--epochs", str(EPOCHS), "--strategy", "multi-worker",
+EPOCHS = 2
+FLAGS = ["--data", "standin", "--limit", "256", "--epochs", str(EPOCHS), "--strategy", "multi-worker",
          "--no-mixed-precision"]
 ROUND_TIMEOUT = 150
 

@@ -119,7 +119,7 @@ test_arrays = (  # any evaluation batch size gives the same numbers; bigger is f
 )
 
 # %%
-arrays = run.finished("arrays")  # read back when an interrupted run had finished part one
+arrays = setup.finished(run, "arrays")  # read back when an interrupted run had finished part one
 if arrays is None:
     with setup.strategy.scope():  # variables created here are mirrored on every replica
         model_arrays = training.float32_output(models.cifar_cnn())
@@ -254,7 +254,7 @@ run.save_figure(plots.image_grid(
 # categorical cross-entropy; integer labels with the sparse loss compute the same.
 
 # %%
-pipeline = run.finished("pipeline")
+pipeline = setup.finished(run, "pipeline")
 if pipeline is None:
     with setup.strategy.scope():
         model_pipeline = training.float32_output(models.cifar_cnn_pipeline())

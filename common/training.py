@@ -448,6 +448,35 @@ class Setup:
     def multi_worker(self) -> bool:
         return isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy)
 
+    def finished(self, run, part: str) -> dict | None:
+        """``run.finished(part)``, agreed by every worker.
+
+        Under multi-worker, a kill can fall between the moments two workers
+        finish a part, and a worker that skipped the part while another trained
+        it would wait for the other forever. So a part counts as finished only
+        when every worker finished it; otherwise every worker runs it again,
+        from its checkpoints (nothing is trained twice). Elsewhere this is just
+        ``run.finished(part)``.
+        """
+        result = run.finished(part)
+        if not self.multi_worker or self.replicas == 1:
+            return result
+        finished_here = tf.constant([1 if result is not None else 0], tf.int64)
+
+        def here():
+            return finished_here
+
+        @tf.function
+        def everyone():
+            return self.strategy.gather(self.strategy.run(here), axis=0)
+
+        if int(everyone().numpy().min()) == 1:
+            return result
+        if result is not None:
+            print(f"{part}: not finished on every worker: running it again from its checkpoints", flush=True)
+            run.current_part = part
+        return None
+
     def describe(self) -> str:
         workers = f" in {self.workers} workers" if self.multi_worker else ""
         return (f"{self.replicas} replica(s){workers} on {', '.join(self.devices)}; "

@@ -59,8 +59,10 @@ def check_outputs(out, result):
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
+    """One run to the end, with two replicas (MirroredStrategy on two logical CPUs): the
+    multi-device code path that GPUs take, and the outputs an interrupted run must match."""
     out = tmp_path_factory.mktemp("lab03_run")
-    result = run_lab(out, *FLAGS)
+    result = run_lab(out, *FLAGS, "--strategy", "mirrored", "--cpu-devices", "2", "--no-mixed-precision")
     return out, result, check_outputs(out, result)
 
 
@@ -78,12 +80,22 @@ def test_runs_on_the_standin_and_writes_every_output(uninterrupted):
         assert metrics[model]["images_per_second"] > 0
         assert metrics[model]["epochs_trained_now"] == 2
     assert metrics["arrays_model"]["test_images_predicted"] == metrics["data"]["test_images"]
-    assert metrics["settings"]["pipeline_steps_per_epoch"] == 512 // 64
-    assert metrics["settings"]["replicas"] == 1
     assert metrics["parts"] == {"arrays": "complete", "pipeline": "complete"}
     assert "tensorflow" in metrics["run"]
     assert "OFFLINE STAND-IN" in result.stdout and "data_batch_1: rows" in result.stdout
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_mirrored_strategy_on_two_logical_cpus_scales_the_global_batch(uninterrupted):
+    _, result, metrics = uninterrupted
+    settings = metrics["settings"]
+    assert settings["replicas"] == 2
+    assert settings["arrays_global_batch_size"] == 2 * 32
+    assert settings["pipeline_global_batch_size"] == 2 * 64
+    assert settings["pipeline_steps_per_epoch"] == 512 // 128
+    assert settings["dtype_policy"] == "float32"
+    assert "2 replica(s) on /job:localhost/replica:0/task:0/device:CPU:0, " in result.stdout
 
 
 @pytest.fixture(scope="module")
@@ -135,6 +147,7 @@ def test_ctrl_c_prints_one_line_exits_130_and_marks_the_run(interrupted_twice):
 @pytest.mark.slow
 def test_kill_9_then_the_same_command_resumes_and_matches_an_uninterrupted_run(interrupted_twice, uninterrupted):
     assert interrupted_twice["killed"]["finished_parts"] == ["arrays"]
+    assert interrupted_twice["killed"]["status"] == "running"  # kill -9: nothing could mark it
     metrics = interrupted_twice["metrics"]
     assert metrics["resumed_parts"] == ["arrays"]
     assert "arrays: finished in the interrupted run" in interrupted_twice["final"].stdout
@@ -142,25 +155,11 @@ def test_kill_9_then_the_same_command_resumes_and_matches_an_uninterrupted_run(i
     for model in ("arrays_model", "pipeline_model"):
         assert len(metrics[model]["history"]["loss"]) == 2
         assert len(metrics[model]["train_seconds_per_epoch"]) == 2
-    uninterrupted_out = uninterrupted[0]
+    uninterrupted_out = uninterrupted[0]  # (with two replicas: the same files)
     assert sorted(path.name for path in interrupted_twice["out"].iterdir()) == \
         sorted(path.name for path in uninterrupted_out.iterdir())
     assert sorted(json.loads((interrupted_twice["out"] / "run.json").read_text())["files"]) == \
         sorted(json.loads((uninterrupted_out / "run.json").read_text())["files"])
-
-
-@pytest.mark.slow
-def test_mirrored_strategy_on_two_logical_cpus_scales_the_global_batch(tmp_path):
-    result = run_lab(tmp_path, "--data", "standin", "--limit", "256", "--epochs", "1", "--strategy", "mirrored",
-                     "--cpu-devices", "2", "--no-mixed-precision")
-    metrics = check_outputs(tmp_path, result)
-    settings = metrics["settings"]
-    assert settings["replicas"] == 2
-    assert settings["arrays_global_batch_size"] == 2 * 32
-    assert settings["pipeline_global_batch_size"] == 2 * 64
-    assert settings["pipeline_steps_per_epoch"] == 256 // 128
-    assert settings["dtype_policy"] == "float32"
-    assert "2 replica(s) on /job:localhost/replica:0/task:0/device:CPU:0, " in result.stdout
 
 
 @pytest.mark.slow

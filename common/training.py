@@ -1,5 +1,7 @@
-"""Training helpers the lab scripts share: epoch timing, devices, strategies, precision.
+"""Training helpers the lab scripts share: epoch timing, devices, strategies, precision, resuming.
 
+* :func:`setup` makes the strategy and the dtype policy in one call, in the order
+  TensorFlow needs (returns a :class:`Setup`).
 * :class:`EpochTimer` records seconds per epoch and images per second during
   ``model.fit`` (training only, validation timed apart).
 * :func:`split_cpu` turns the CPU into N logical devices, so multi-device code
@@ -7,6 +9,12 @@
 * :func:`distribution_strategy` builds a ``tf.distribute`` strategy by name.
 * :func:`set_precision` picks float32 or mixed precision (float16 on GPUs,
   bfloat16 on CPUs that compute it natively).
+* :func:`fit_resumable` is ``model.fit`` that goes on after Ctrl-C, ``kill -9``
+  or a crash; for a model built under ``MultiWorkerMirroredStrategy`` (which
+  Keras 3's ``fit`` cannot train) it runs :func:`fit_loop`, a plain TensorFlow
+  loop with the same history, timings and resume.
+* :func:`predict_classes` and :func:`evaluate_accuracy` cover the whole dataset
+  under every strategy.
 """
 
 from __future__ import annotations
@@ -379,6 +387,11 @@ def fit_resumable(model: keras.Model, *args, backup_dir: str | os.PathLike, epoc
     The backup is deleted when the fit completes, so a finished fit starts fresh
     next time; the caller decides (see ``report.Run``) whether to call it again.
 
+    A model built under ``MultiWorkerMirroredStrategy`` trains with
+    :func:`fit_loop` instead (Keras 3's ``fit`` cannot): the first positional
+    argument is then the training dataset, ``validation_data`` and ``verbose``
+    are passed on, and ``callbacks`` and the other ``fit`` arguments are not used.
+
     Parameters
     ----------
     model : keras.Model
@@ -591,6 +604,8 @@ def fit_loop(model: keras.Model, dataset: tf.data.Dataset, *, epochs: int, check
     FitHistory
         ``loss``, ``accuracy`` (and ``val_loss``, ``val_accuracy``) per epoch.
     """
+    from common.report import write_json
+
     strategy = strategy or getattr(model, "_distribute_strategy", None) or tf.distribute.get_strategy()
     checkpoint_dir = Path(checkpoint_dir)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
@@ -620,7 +635,7 @@ def fit_loop(model: keras.Model, dataset: tf.data.Dataset, *, epochs: int, check
                 loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
             scaled = optimizer.scale_loss(loss)
         gradients = tape.gradient(scaled, model.trainable_variables)
-        optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+        optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
         predicted = tf.argmax(probabilities, axis=-1, output_type=tf.int64)
         correct = tf.reduce_sum(tf.cast(tf.equal(predicted, tf.cast(tf.reshape(labels, [-1]), tf.int64)), tf.float32))
         count = tf.cast(tf.shape(labels)[0], tf.float32)
@@ -633,12 +648,15 @@ def fit_loop(model: keras.Model, dataset: tf.data.Dataset, *, epochs: int, check
 
     statistics = [variable for variable in model.non_trainable_variables if variable.dtype.startswith("float")]
 
+    def read_statistics():
+        return [tf.identity(variable.value) for variable in statistics]
+
     @tf.function
     def average_statistics():
         # Batch normalisation's moving means and variances are updated by each replica
         # from its own share of the batch: average them, so every worker holds the same.
-        values = strategy.run(lambda: [tf.identity(variable.value) for variable in statistics])
-        for variable, value in zip(statistics, values):
+        values = strategy.run(read_statistics)
+        for variable, value in zip(statistics, values, strict=True):
             variable.assign(strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None))
 
     evaluate_batch = _local_evaluation_step(model, loss_function)
@@ -656,17 +674,16 @@ def fit_loop(model: keras.Model, dataset: tf.data.Dataset, *, epochs: int, check
             average_statistics()
         logs = {"accuracy": totals[1] / max(totals[2], 1), "loss": totals[0] / max(totals[2], 1)}
         if validation_data is not None:
-            validation = evaluate_dataset(validation_data, evaluate_batch)
+            validation = _evaluate(validation_data, evaluate_batch)
             logs.update(val_accuracy=validation["accuracy"], val_loss=validation["loss"])
         history_timer.on_epoch_end(epoch)
-        epoch_counter.assign(epoch + 1)
-        manager.save(checkpoint_number=epoch + 1)  # every worker saves: it may take part in collectives
         record = {key: float(value) for key, value in logs.items()}
         record["_train_seconds"] = history_timer.train_seconds[-1]
         record["_validation_seconds"] = history_timer.validation_seconds[-1]
         epoch_log[str(epoch)] = record
-        from common.report import write_json
-        write_json(log_path, epoch_log)
+        write_json(log_path, epoch_log)  # before the checkpoint: a restored epoch always has its record
+        epoch_counter.assign(epoch + 1)
+        manager.save(checkpoint_number=epoch + 1)  # every worker saves: it may take part in collectives
         if verbose:
             values = " - ".join(f"{key}: {value:.4f}" for key, value in logs.items())
             print(f"Epoch {epoch + 1}/{epochs} - {history_timer.train_seconds[-1]:.0f}s - {values}", flush=True)
@@ -737,7 +754,7 @@ def _local_evaluation_step(model: keras.Model, loss_function):
     return step
 
 
-def evaluate_dataset(dataset: tf.data.Dataset, step) -> dict:
+def _evaluate(dataset: tf.data.Dataset, step) -> dict:
     """Loss, accuracy and predicted classes over every batch of ``dataset``, on this process alone."""
     loss, correct, count, predicted = 0.0, 0, 0, []
     for images, labels in dataset:
@@ -763,12 +780,13 @@ def predict_classes(model: keras.Model, dataset: tf.data.Dataset) -> np.ndarray:
     if not uses_multi_worker(model):
         return model.predict(dataset, verbose=0).argmax(axis=1)
     loss_function = keras.losses.get(model.loss) if not callable(model.loss) else model.loss
-    return evaluate_dataset(dataset, _local_evaluation_step(model, loss_function))["predicted"]
+    return _evaluate(dataset, _local_evaluation_step(model, loss_function))["predicted"]
 
 
-def test_accuracy(model: keras.Model, dataset: tf.data.Dataset) -> float:
-    """Accuracy over the whole of ``dataset`` (``model.evaluate``; whole on every worker under multi-worker)."""
+def evaluate_accuracy(model: keras.Model, dataset: tf.data.Dataset) -> float:
+    """Accuracy over the whole of ``dataset``: ``model.evaluate``, which under
+    ``MultiWorkerMirroredStrategy`` would see only this worker's shard."""
     if not uses_multi_worker(model):
         return float(model.evaluate(dataset, verbose=0, return_dict=True)["accuracy"])
     loss_function = keras.losses.get(model.loss) if not callable(model.loss) else model.loss
-    return float(evaluate_dataset(dataset, _local_evaluation_step(model, loss_function))["accuracy"])
+    return float(_evaluate(dataset, _local_evaluation_step(model, loss_function))["accuracy"])

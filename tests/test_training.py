@@ -203,7 +203,7 @@ def test_fit_loop_resumes_from_its_checkpoint_and_keeps_every_epoch(tmp_path):
     assert int(second.optimizer.iterations.numpy()) == 3 * 3
     assert training.weights_checksum(first) != training.weights_checksum(second)
     assert len(training.predict_classes(second, dataset)) == 96
-    assert 0.0 <= training.test_accuracy(second, dataset) <= 1.0
+    assert 0.0 <= training.evaluate_accuracy(second, dataset) <= 1.0
 
 
 def test_fit_loop_under_mixed_float16_scales_the_loss(tmp_path):

@@ -51,16 +51,15 @@ parser.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction, 
 config = cli.parse(parser, ARGS)
 run = report.Run(config, "lab03")
 
-from common import training  # noqa: E402  (TensorFlow after the flags: --help answers at once)
+import numpy as np  # TensorFlow after the flags: --help answers at once
+import tensorflow as tf
 
-# The strategy comes first: multi-worker training must configure TensorFlow before anything else.
+from common import augment, datasets, models, plots, training
+from common.errors import UserError
+
+# The strategy first: multi-worker training must configure TensorFlow before it lists devices.
 setup = training.setup(config.strategy, cpu_devices=config.cpu_devices, precision=config.mixed_precision,
                        seed=config.seed)
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from common import augment, datasets, models, plots  # noqa: E402
-from common.errors import UserError  # noqa: E402
 
 arrays_batch_size = config.batch_size * setup.replicas
 pipeline_batch_size = config.pipeline_batch_size * setup.replicas
@@ -133,6 +132,8 @@ if arrays is None:
         shuffle=False,  # the tf.data pipeline shuffles; Keras can only shuffle arrays
     )
     print(training.epoch_table(history.history, timer))
+    # The test set is the validation data: the last epoch's val_accuracy is the test accuracy.
+    # predict_classes is model.predict(...).argmax(1), on the whole test set under every strategy.
     predicted = training.predict_classes(model_arrays, test_arrays)
     run.save_figure(plots.confusion_matrix_figure(data.y_test, predicted, class_names,
                                                   title=f"{DATASET}: CNN on arrays"), "confusion_matrix_arrays.png")

@@ -384,8 +384,11 @@ def fit_resumable(model: keras.Model, *args, backup_dir: str | os.PathLike, epoc
     history covers the whole run. ``timer`` (an :class:`EpochTimer`), if given, is
     refilled the same way, so its lists cover every epoch too.
 
-    The backup is deleted when the fit completes, so a finished fit starts fresh
-    next time; the caller decides (see ``report.Run``) whether to call it again.
+    When the fit completes, the backup is replaced by the trained weights
+    (``backup_dir/trained.weights.h5``): called again before ``backup_dir`` is
+    removed (an interruption while the caller predicted or saved), the same call
+    loads them and trains nothing. ``report.Run`` removes ``backup_dir`` when the
+    run finishes, and decides whether to call it again at all.
 
     A model built under ``MultiWorkerMirroredStrategy`` trains with
     :func:`fit_loop` instead (Keras 3's ``fit`` cannot): the first positional
@@ -408,11 +411,33 @@ def fit_resumable(model: keras.Model, *args, backup_dir: str | os.PathLike, epoc
                         validation_data=kwargs.get("validation_data"), verbose=kwargs.get("verbose", 2))
     backup_dir = Path(backup_dir)
     log = _EpochLog(backup_dir / "epochs.json", timer)
-    backup = keras.callbacks.BackupAndRestore(str(backup_dir / "backup"), double_checkpoint=True)
-    extra = [timer] if timer is not None else []
-    model.fit(*args, epochs=epochs, callbacks=[*callbacks, *extra, log, backup], **kwargs)
+    # BackupAndRestore deletes its backup when fit ends: keep the trained weights until the
+    # caller's part is done (report.Run removes backup_dir), so that an interruption after
+    # the last epoch (while predicting or saving) does not train everything again.
+    trained = backup_dir / "trained.weights.h5"
+    if trained.is_file() and all(str(epoch) in log.epochs for epoch in range(epochs)):
+        if getattr(model, "optimizer", None) is not None and not model.optimizer.built:
+            with model.distribute_strategy.scope():  # so that its state is read back too
+                model.optimizer.build(model.trainable_variables)
+        model.load_weights(trained)
+        print(f"all {epochs} epochs were trained before the interruption: weights read back from {trained}",
+              flush=True)
+        resumed_from = epochs
+    else:
+        backup = keras.callbacks.BackupAndRestore(str(backup_dir / "backup"), double_checkpoint=True)
+        extra = [timer] if timer is not None else []
+        model.fit(*args, epochs=epochs, callbacks=[*callbacks, *extra, log, backup], **kwargs)
+        resumed_from = epochs - (len(timer.train_seconds) if timer is not None else _trained_now(model, epochs))
+        from common.report import atomic_path
+
+        with atomic_path(trained) as temporary:
+            staged = temporary.with_suffix(".weights.h5")  # Keras insists on the suffix
+            try:
+                model.save_weights(staged)
+                staged.replace(temporary)
+            finally:
+                staged.unlink(missing_ok=True)
     done = [log.epochs[str(epoch)] for epoch in range(epochs) if str(epoch) in log.epochs]
-    resumed_from = epochs - (len(timer.train_seconds) if timer is not None else _trained_now(model, epochs))
     history: dict[str, list[float]] = {}
     for record in done:
         for key, value in record.items():

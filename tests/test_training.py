@@ -154,6 +154,13 @@ def test_fit_resumable_goes_on_from_the_last_epoch_and_keeps_every_epoch(tmp_pat
         {"loss": 4, "accuracy": 4, "val_loss": 4, "val_accuracy": 4}
     assert len(timer.train_seconds) == 4
 
+    # Interrupted after the last epoch (while the script predicted or saved): nothing is trained again.
+    model = build()
+    again = training.fit_resumable(model, x, y, backup_dir=tmp_path, epochs=4, timer=training.EpochTimer(64),
+                                   verbose=0, validation_data=(x, y))
+    assert again.epochs_trained == 0 and again.history == result.history
+    np.testing.assert_allclose(model.evaluate(x, y, verbose=0)[0], result.history["val_loss"][-1], rtol=1e-5)
+
 
 def small_problem(count=96):
     rng = np.random.default_rng(0)

@@ -31,7 +31,8 @@ def run_lab(out, *flags, timeout=240):
 
 def start_lab(out, log):
     return subprocess.Popen([sys.executable, "lab03_cifar_cnn.py", *FLAGS, "--out", str(out)], cwd=REPO_ROOT,
-                            stdout=log.open("w"), stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stdout=log.open("w"), stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})  # the log shows each line at once
 
 
 def wait_for(log, text, process, timeout=120):

@@ -37,8 +37,8 @@ def start_workers(outs, ports, logs):
     cluster = {"worker": [f"localhost:{port}" for port in ports]}
     processes = []
     for index, (out, log) in enumerate(zip(outs, logs, strict=True)):
-        environment = {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster,
-                                                              "task": {"type": "worker", "index": index}})}
+        environment = {**os.environ, "PYTHONUNBUFFERED": "1",  # the log shows each line at once
+                       "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
         processes.append(subprocess.Popen(
             [sys.executable, "lab03_cifar_cnn.py", *FLAGS, "--out", str(out)], cwd=REPO_ROOT, env=environment,
             stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True))

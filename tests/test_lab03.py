@@ -32,7 +32,10 @@ def run_lab(out, *flags, timeout=240):
 def start_lab(out, log):
     return subprocess.Popen([sys.executable, "lab03_cifar_cnn.py", *FLAGS, "--out", str(out)], cwd=REPO_ROOT,
                             stdout=log.open("w"), stderr=subprocess.PIPE, text=True, start_new_session=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})  # the log shows each line at once
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"},  # the log shows each line at once
+                            # A shell without job control starts background jobs with Ctrl-C ignored,
+                            # and children inherit that: give the script a terminal's default.
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def wait_for(log, text, process, timeout=120):

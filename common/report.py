@@ -408,22 +408,41 @@ def _install_interrupt_handlers(run: Run) -> None:
     """Ctrl-C / SIGTERM: one line, the run marked interrupted, exit 130 / 143, no traceback."""
     import signal
 
+    def exit_interrupted(what: str) -> None:
+        part = f" during {run.current_part}" if run.current_part else ""
+        run.stop("interrupted", f"{what}{part}")
+        sys.stdout.flush()
+        print(f"\n{run.script}: interrupted by {what}{part} after {run.clock.seconds:.0f} s; "
+              f"run the same command again to resume (finished parts are kept in {run.out}).",
+              file=sys.stderr, flush=True)
+        os._exit(143 if what == "SIGTERM" else 130)  # skip TensorFlow's slow, noisy teardown
+
+    def exit_if_swallowed(what: str) -> None:
+        # Python drops an exception raised inside a finalizer or weakref callback ("Exception
+        # ignored in ..."), which the signal can land in while TensorFlow traces a function:
+        # if the run is still going a moment later, stop it from here.
+        import threading
+
+        timer = threading.Timer(3.0, exit_interrupted, args=(what,))
+        timer.daemon = True
+        timer.start()
+
+    def on_sigint(signum, frame):
+        exit_if_swallowed("Ctrl-C")
+        raise KeyboardInterrupt
+
     def on_sigterm(signum, frame):
+        exit_if_swallowed("SIGTERM")
         raise _Terminated()
 
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not when started with Ctrl-C ignored
+        signal.signal(signal.SIGINT, on_sigint)
     signal.signal(signal.SIGTERM, on_sigterm)
     previous_hook = sys.excepthook
 
     def hook(exc_type, exc, tb):
         if issubclass(exc_type, (KeyboardInterrupt, _Terminated)):
-            what = "SIGTERM" if exc_type is _Terminated else "Ctrl-C"
-            part = f" during {run.current_part}" if run.current_part else ""
-            run.stop("interrupted", f"{what}{part}")
-            sys.stdout.flush()
-            print(f"\n{run.script}: interrupted by {what}{part} after {run.clock.seconds:.0f} s; "
-                  f"run the same command again to resume (finished parts are kept in {run.out}).",
-                  file=sys.stderr, flush=True)
-            os._exit(143 if exc_type is _Terminated else 130)  # skip TensorFlow's slow, noisy teardown
+            exit_interrupted("SIGTERM" if exc_type is _Terminated else "Ctrl-C")
         run.stop("failed", f"{exc_type.__name__}: {exc}")
         previous_hook(exc_type, exc, tb)
 

@@ -128,3 +128,28 @@ def test_interrupt_prints_one_line_marks_the_run_and_exits(tmp_path, signum, sta
     assert "interrupted" in stderr and "during second" in stderr and "resume" in stderr
     metrics = read(tmp_path / "out" / "metrics.json")
     assert metrics["status"] == "interrupted" and metrics["finished_parts"] == ["first"]
+
+
+def test_ctrl_c_swallowed_by_a_finalizer_still_stops_the_run(tmp_path):
+    # Python drops an exception raised in __del__ or a weakref callback; TensorFlow's tracing
+    # runs many, so a Ctrl-C can land in one.
+    script = tmp_path / "swallowed.py"
+    script.write_text(textwrap.dedent(f"""
+        import argparse, os, signal, sys, time
+        sys.path.insert(0, {str(REPO_ROOT)!r})
+        from common import report
+        run = report.Run(argparse.Namespace(out={str(tmp_path / 'out')!r}, fresh=False), "swallowed", chief=True)
+        class Finalised:
+            def __del__(self):
+                os.kill(os.getpid(), signal.SIGINT)
+                for _ in range(100_000):
+                    pass
+        Finalised()
+        print("still running", flush=True)
+        time.sleep(60)
+    """))
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 130 and time.monotonic() - started < 20
+    assert "still running" in result.stdout and "interrupted by Ctrl-C" in result.stderr
+    assert read(tmp_path / "out" / "metrics.json")["status"] == "interrupted"

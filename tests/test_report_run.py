@@ -74,6 +74,12 @@ def test_other_settings_or_fresh_start_over_and_delete_only_old_files(tmp_path, 
     assert third.finished("naive") is None
 
 
+def test_a_file_half_written_by_a_killed_run_is_removed(tmp_path):
+    (tmp_path / ".figure.png.x1y2.partial").write_bytes(b"")  # what atomic_path leaves after kill -9
+    report.Run(config(tmp_path), "demo", chief=True)
+    assert not list(tmp_path.glob(".*.partial"))
+
+
 def test_complete_run_is_not_resumed(tmp_path):
     first = report.Run(config(tmp_path), "demo", chief=True)
     first.complete("naive", {"seconds": 3.0})

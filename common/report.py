@@ -195,7 +195,8 @@ class Run:
             print(f"not the chief worker: outputs and checkpoints go to {self.out} (deleted at the end)")
         self.out.mkdir(parents=True, exist_ok=True)
         for stale in self.out.glob(".*.partial"):  # half-written by a run killed in mid-write (kill -9)
-            stale.unlink(missing_ok=True)
+            if stale.is_file():
+                stale.unlink(missing_ok=True)
         self.current_part: str | None = None
         self.resumed_parts: list[str] = []
         previous = _read_json_or_none(self.out / RUN_STATE)

@@ -516,7 +516,7 @@ class Setup:
         return None
 
     def describe(self) -> str:
-        workers = f" in {self.workers} workers" if self.multi_worker else ""
+        workers = f" in {self.workers} worker(s)" if self.multi_worker else ""
         return (f"{self.replicas} replica(s){workers} on {', '.join(self.devices)}; "
                 f"dtype policy {self.dtype_policy}")
 

@@ -198,12 +198,16 @@ class Run:
         if self.is_chief:
             self.out = Path(config.out)
         else:
-            self.out = Path(tempfile.mkdtemp(prefix=f"{script}-worker-"))
+            # A folder of its own that the same command finds again, so that a restarted
+            # worker resumes with the chief (same finished parts, its own checkpoints).
+            where = _fingerprint({"out": str(Path(config.out).resolve()), "task": _tf_config_task()})
+            self.out = Path(tempfile.gettempdir()) / f"{script}-worker-{self.fingerprint[:8]}-{where[:8]}"
             print(f"not the chief worker: outputs and checkpoints go to {self.out} (deleted at the end)")
         self.out.mkdir(parents=True, exist_ok=True)
         # A kill -9 during a write leaves atomic_path's temporary file behind: never an output.
         for leftover in self.out.rglob(".*.partial"):
-            leftover.unlink(missing_ok=True)
+            if leftover.is_file():
+                leftover.unlink(missing_ok=True)
         self.current_part: str | None = None
         self.resumed_parts: list[str] = []
         previous = _read_json_or_none(self.out / RUN_STATE)
@@ -411,6 +415,10 @@ def _tf_config_is_chief() -> bool:
     return task.get("type") == "worker" and task.get("index", 0) == 0 and "chief" not in config.get("cluster", {})
 
 
+def _tf_config_task() -> dict:
+    return json.loads(os.environ.get("TF_CONFIG") or "{}").get("task", {})
+
+
 def _running_in_jupyter() -> bool:
     return "ipykernel" in sys.modules
 
@@ -419,22 +427,41 @@ def _install_interrupt_handlers(run: Run) -> None:
     """Ctrl-C / SIGTERM: one line, the run marked interrupted, exit 130 / 143, no traceback."""
     import signal
 
+    def exit_interrupted(what: str) -> None:
+        part = f" during {run.current_part}" if run.current_part else ""
+        run.stop("interrupted", f"{what}{part}")
+        sys.stdout.flush()
+        print(f"\n{run.script}: interrupted by {what}{part} after {run.clock.seconds:.0f} s; "
+              f"run the same command again to resume (finished parts are kept in {run.out}).",
+              file=sys.stderr, flush=True)
+        os._exit(143 if what == "SIGTERM" else 130)  # skip TensorFlow's slow, noisy teardown
+
+    def exit_if_swallowed(what: str) -> None:
+        # Python drops an exception raised inside a finalizer or weakref callback ("Exception
+        # ignored in ..."), which the signal can land in while TensorFlow traces a function:
+        # if the run is still going a moment later, stop it from here.
+        import threading
+
+        timer = threading.Timer(3.0, exit_interrupted, args=(what,))
+        timer.daemon = True
+        timer.start()
+
+    def on_sigint(signum, frame):
+        exit_if_swallowed("Ctrl-C")
+        raise KeyboardInterrupt
+
     def on_sigterm(signum, frame):
+        exit_if_swallowed("SIGTERM")
         raise _Terminated()
 
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not when started with Ctrl-C ignored
+        signal.signal(signal.SIGINT, on_sigint)
     signal.signal(signal.SIGTERM, on_sigterm)
     previous_hook = sys.excepthook
 
     def hook(exc_type, exc, tb):
         if issubclass(exc_type, (KeyboardInterrupt, _Terminated)):
-            what = "SIGTERM" if exc_type is _Terminated else "Ctrl-C"
-            part = f" during {run.current_part}" if run.current_part else ""
-            run.stop("interrupted", f"{what}{part}")
-            sys.stdout.flush()
-            print(f"\n{run.script}: interrupted by {what}{part} after {run.clock.seconds:.0f} s; "
-                  f"run the same command again to resume (finished parts are kept in {run.out}).",
-                  file=sys.stderr, flush=True)
-            os._exit(143 if exc_type is _Terminated else 130)  # skip TensorFlow's slow, noisy teardown
+            exit_interrupted("SIGTERM" if exc_type is _Terminated else "Ctrl-C")
         run.stop("failed", f"{exc_type.__name__}: {exc}")
         previous_hook(exc_type, exc, tb)
 

@@ -1,85 +1,184 @@
-"""lab03_cifar_cnn.py end to end on the offline stand-in, as a user runs it."""
+"""lab03_cifar_cnn.py end to end on the offline stand-in, as a user runs it.
+
+One uninterrupted run serves every check of the outputs; one interrupted sequence
+(Ctrl-C during part one, re-run, kill -9 during part two, re-run) serves the resume
+checks and is compared with it.
+"""
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+FLAGS = ["--data", "standin", "--limit", "512", "--epochs", "2"]
 OUTPUT_FILES = [
     "augmented_images.png", "training_curves.png", "confusion_matrix_arrays.png",
     "confusion_matrix_pipeline.png", "predictions.png", "cifar_cnn.keras", "cifar_cnn_pipeline.keras",
-    "metrics.json",
+    "metrics.json", "run.json",
 ]
 
 
-def run_lab(tmp_path, *flags, timeout=240):
-    command = [sys.executable, "lab03_cifar_cnn.py", "--data", "standin", "--epochs", "1", "--out", str(tmp_path),
-               *flags]
+def run_lab(out, *flags, timeout=240):
+    command = [sys.executable, "lab03_cifar_cnn.py", "--out", str(out), *flags]
     return subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout)
 
 
-def check_outputs(tmp_path, result):
+def start_lab(out, log):
+    return subprocess.Popen([sys.executable, "lab03_cifar_cnn.py", *FLAGS, "--out", str(out)], cwd=REPO_ROOT,
+                            stdout=log.open("w"), stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"},  # the log shows each line at once
+                            # A shell without job control starts background jobs with Ctrl-C ignored,
+                            # and children inherit that: give the script a terminal's default.
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+
+def wait_for(log, text, process, timeout=120):
+    deadline = time.monotonic() + timeout
+    while text not in log.read_text():
+        assert process.poll() is None, f"ended before {text!r}: " + log.read_text()[-2000:]
+        assert time.monotonic() < deadline, f"no {text!r} in time"
+        time.sleep(0.1)
+
+
+def check_outputs(out, result):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert sorted(entry.name for entry in out.iterdir()) == sorted(OUTPUT_FILES)  # no temporary files left
     for name in OUTPUT_FILES:
-        path = tmp_path / name
-        assert path.is_file() and path.stat().st_size > 1000, name
-    assert not [entry.name for entry in tmp_path.iterdir() if entry.name.startswith(".")], "temporary files left"
-    for name in OUTPUT_FILES:
+        assert (out / name).stat().st_size > 200, name
         if name.endswith(".png"):
-            assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
+            assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["status"] == "complete"
     summary_lines = [line for line in result.stdout.splitlines() if line.startswith("lab03")]
-    assert summary_lines and "arrays_accuracy=" in summary_lines[-1] and "pipeline_images_per_s=" in summary_lines[-1]
-    assert "OFFLINE STAND-IN" in result.stdout
+    assert summary_lines and summary_lines[-1].startswith("lab03 (stand-in data) | arrays_accuracy=")
+    assert "pipeline_images_per_s=" in summary_lines[-1]
     return metrics
 
 
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """One run to the end, with two replicas (MirroredStrategy on two logical CPUs): the
+    multi-device code path that GPUs take, and the outputs an interrupted run must match."""
+    out = tmp_path_factory.mktemp("lab03_run")
+    result = run_lab(out, *FLAGS, "--strategy", "mirrored", "--cpu-devices", "2", "--no-mixed-precision")
+    return out, result, check_outputs(out, result)
+
+
 @pytest.mark.slow
-def test_runs_on_the_standin_and_writes_every_output(tmp_path):
-    result = run_lab(tmp_path, "--limit", "512")
-    metrics = check_outputs(tmp_path, result)
+def test_runs_on_the_standin_and_writes_every_output(uninterrupted):
+    _, result, metrics = uninterrupted
     assert metrics["data"]["is_standin"] is True and metrics["data"]["train_images"] == 512
     assert metrics["pipeline_data"]["train_images"] == 512
     assert metrics["arrays_model"]["parameters"] == 1_756_938
     assert metrics["pipeline_model"]["parameters"] == 1_068_810
     for model in ("arrays_model", "pipeline_model"):
         assert 0.0 <= metrics[model]["test_accuracy"] <= 1.0
-        assert len(metrics[model]["history"]["val_accuracy"]) == 1
-        assert len(metrics[model]["train_seconds_per_epoch"]) == 1
+        assert len(metrics[model]["history"]["val_accuracy"]) == 2
+        assert len(metrics[model]["train_seconds_per_epoch"]) == 2
         assert metrics[model]["images_per_second"] > 0
-    assert metrics["settings"]["pipeline_steps_per_epoch"] == 512 // 64
-    assert metrics["settings"]["replicas"] == 1
+        assert metrics[model]["epochs_trained_now"] == 2
+    assert metrics["arrays_model"]["test_images_predicted"] == metrics["data"]["test_images"]
+    assert metrics["parts"] == {"arrays": "complete", "pipeline": "complete"}
     assert "tensorflow" in metrics["run"]
-    assert "(32, 32, 3)" in result.stdout or "32, 32, 3" in result.stdout
-    assert "data_batch_1: rows" in result.stdout
+    assert "OFFLINE STAND-IN" in result.stdout and "data_batch_1: rows" in result.stdout
+    assert "Traceback" not in result.stderr
 
 
 @pytest.mark.slow
-def test_mirrored_strategy_on_two_logical_cpus_scales_the_global_batch(tmp_path):
-    result = run_lab(tmp_path, "--limit", "256", "--strategy", "mirrored", "--cpu-devices", "2",
-                     "--no-mixed-precision")
-    metrics = check_outputs(tmp_path, result)
+def test_mirrored_strategy_on_two_logical_cpus_scales_the_global_batch(uninterrupted):
+    _, result, metrics = uninterrupted
     settings = metrics["settings"]
     assert settings["replicas"] == 2
     assert settings["arrays_global_batch_size"] == 2 * 32
     assert settings["pipeline_global_batch_size"] == 2 * 64
-    assert settings["pipeline_steps_per_epoch"] == 256 // 128
+    assert settings["pipeline_steps_per_epoch"] == 512 // 128
     assert settings["dtype_policy"] == "float32"
     assert "2 replica(s) on /job:localhost/replica:0/task:0/device:CPU:0, " in result.stdout
 
 
+@pytest.fixture(scope="module")
+def interrupted_twice(tmp_path_factory):
+    """Ctrl-C in part one, re-run and kill -9 in part two's second epoch, re-run to the end."""
+    out = tmp_path_factory.mktemp("lab03_interrupted")
+    log = out.parent / "lab03_interrupted.log"
+    process = start_lab(out, log)
+    try:
+        wait_for(log, "Epoch 1/2", process)  # Keras prints it as epoch 1 starts
+        os.killpg(process.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends
+        _, ctrl_c_stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    after_ctrl_c = {"code": process.returncode, "stderr": ctrl_c_stderr,
+                    "metrics": json.loads((out / "metrics.json").read_text())}
+
+    log = out.parent / "lab03_resumed.log"
+    process = start_lab(out, log)
+    try:
+        wait_for(log, "Part two", process)
+        deadline = time.monotonic() + 120
+        while log.read_text().split("Part two")[-1].count("Epoch 2/2") < 1:  # part two's second epoch began
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
+            time.sleep(0.05)
+        text = log.read_text()
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    after_kill = json.loads((out / "metrics.json").read_text())
+    final = run_lab(out, *FLAGS)
+    return {"out": out, "ctrl_c": after_ctrl_c, "killed": after_kill, "resumed_log": text, "final": final,
+            "metrics": check_outputs(out, final)}
+
+
 @pytest.mark.slow
-def test_a_limit_below_one_batch_is_a_clear_error_with_no_outputs(tmp_path):
-    result = run_lab(tmp_path, "--limit", "20", timeout=120)
+def test_ctrl_c_prints_one_line_exits_130_and_marks_the_run(interrupted_twice):
+    ctrl_c = interrupted_twice["ctrl_c"]
+    assert ctrl_c["code"] == 130
+    assert "Traceback" not in ctrl_c["stderr"]
+    lines = [line for line in ctrl_c["stderr"].splitlines() if "interrupted" in line]
+    assert len(lines) == 1 and "during arrays" in lines[0] and "run the same command again" in lines[0]
+    assert ctrl_c["metrics"]["status"] == "interrupted" and ctrl_c["metrics"]["finished_parts"] == []
+
+
+@pytest.mark.slow
+def test_kill_9_then_the_same_command_resumes_and_matches_an_uninterrupted_run(interrupted_twice, uninterrupted):
+    assert interrupted_twice["killed"]["finished_parts"] == ["arrays"]
+    assert interrupted_twice["killed"]["status"] == "running"  # kill -9: nothing could mark it
+    metrics = interrupted_twice["metrics"]
+    assert metrics["resumed_parts"] == ["arrays"]
+    assert "arrays: finished in the interrupted run" in interrupted_twice["final"].stdout
+    assert metrics["pipeline_model"]["epochs_trained_now"] < 2  # part two's first epoch was restored
+    for model in ("arrays_model", "pipeline_model"):
+        assert len(metrics[model]["history"]["loss"]) == 2
+        assert len(metrics[model]["train_seconds_per_epoch"]) == 2
+    uninterrupted_out = uninterrupted[0]  # (with two replicas: the same files)
+    assert sorted(path.name for path in interrupted_twice["out"].iterdir()) == \
+        sorted(path.name for path in uninterrupted_out.iterdir())
+    assert sorted(json.loads((interrupted_twice["out"] / "run.json").read_text())["files"]) == \
+        sorted(json.loads((uninterrupted_out / "run.json").read_text())["files"])
+
+
+@pytest.mark.slow
+def test_a_limit_below_one_batch_is_a_clear_error(tmp_path):
+    result = run_lab(tmp_path, "--data", "standin", "--limit", "20", timeout=120)
     assert result.returncode == 2
     assert "--limit 20" in result.stderr and "Traceback" not in result.stderr
-    assert not (tmp_path / "metrics.json").exists()
+    assert json.loads((tmp_path / "metrics.json").read_text())["status"] == "failed"
 
 
-def test_bad_flags_fail_before_tensorflow_starts(tmp_path):
+def test_help_and_bad_flags_answer_before_tensorflow_starts(tmp_path):
+    started = time.perf_counter()
+    result = run_lab(tmp_path, "--help", timeout=60)
+    assert result.returncode == 0 and "--strategy" in result.stdout and time.perf_counter() - started < 5
+    assert "tensorflow" not in result.stderr.lower()
     result = run_lab(tmp_path, "--pipeline-batch-size", "0", timeout=60)
     assert result.returncode == 2 and "--pipeline-batch-size: expected a positive whole number, got 0" in result.stderr
     result = run_lab(tmp_path, "--cpu-devices", "0", timeout=60)

@@ -74,6 +74,12 @@ def test_other_settings_or_fresh_start_over_and_delete_only_old_files(tmp_path, 
     assert third.finished("naive") is None
 
 
+def test_a_file_half_written_by_a_killed_run_is_removed(tmp_path):
+    (tmp_path / ".figure.png.x1y2.partial").write_bytes(b"")  # what atomic_path leaves after kill -9
+    report.Run(config(tmp_path), "demo", chief=True)
+    assert not list(tmp_path.glob(".*.partial"))
+
+
 def test_complete_run_is_not_resumed(tmp_path):
     first = report.Run(config(tmp_path), "demo", chief=True)
     first.complete("naive", {"seconds": 3.0})
@@ -149,3 +155,28 @@ def test_ctrl_c_after_finish_says_the_outputs_are_complete(tmp_path):
     assert process.returncode == 130
     assert "Traceback" not in stderr and "after the run had finished" in stderr and "complete" in stderr
     assert read(tmp_path / "out" / "metrics.json")["status"] == "complete"
+
+
+def test_ctrl_c_swallowed_by_a_finalizer_still_stops_the_run(tmp_path):
+    # Python drops an exception raised in __del__ or a weakref callback; TensorFlow's tracing
+    # runs many, so a Ctrl-C can land in one.
+    script = tmp_path / "swallowed.py"
+    script.write_text(textwrap.dedent(f"""
+        import argparse, os, signal, sys, time
+        sys.path.insert(0, {str(REPO_ROOT)!r})
+        from common import report
+        run = report.Run(argparse.Namespace(out={str(tmp_path / 'out')!r}, fresh=False), "swallowed", chief=True)
+        class Finalised:
+            def __del__(self):
+                os.kill(os.getpid(), signal.SIGINT)
+                for _ in range(100_000):
+                    pass
+        Finalised()
+        print("still running", flush=True)
+        time.sleep(60)
+    """))
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 130 and time.monotonic() - started < 20
+    assert "interrupted by Ctrl-C" in result.stderr
+    assert read(tmp_path / "out" / "metrics.json")["status"] == "interrupted"

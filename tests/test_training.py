@@ -153,3 +153,80 @@ def test_fit_resumable_goes_on_from_the_last_epoch_and_keeps_every_epoch(tmp_pat
     assert {key: len(values) for key, values in result.history.items()} == \
         {"loss": 4, "accuracy": 4, "val_loss": 4, "val_accuracy": 4}
     assert len(timer.train_seconds) == 4
+
+    # Interrupted after the last epoch (while the script predicted or saved): nothing is trained again.
+    model = build()
+    again = training.fit_resumable(model, x, y, backup_dir=tmp_path, epochs=4, timer=training.EpochTimer(64),
+                                   verbose=0, validation_data=(x, y))
+    assert again.epochs_trained == 0 and again.history == result.history
+    np.testing.assert_allclose(model.evaluate(x, y, verbose=0)[0], result.history["val_loss"][-1], rtol=1e-5)
+
+
+def small_problem(count=96):
+    rng = np.random.default_rng(0)
+    images = rng.random((count, 4), dtype=np.float32)
+    labels = (images.sum(axis=1) > 2).astype("int64")
+    return images, labels
+
+
+def compiled_model():
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8), keras.layers.BatchNormalization(),
+                              keras.layers.Dense(2, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def test_fit_loop_matches_fit_step_for_step(tmp_path):
+    images, labels = small_problem()
+    dataset = tf.data.Dataset.from_tensor_slices((images, labels)).batch(32)
+    keras.utils.set_random_seed(1)
+    fitted = compiled_model()
+    keras.utils.set_random_seed(1)
+    looped = compiled_model()
+    looped.set_weights(fitted.get_weights())
+    history = fitted.fit(dataset, epochs=2, verbose=0, shuffle=False, validation_data=dataset)
+    timer = training.EpochTimer(images_per_epoch=96)
+    result = training.fit_loop(looped, dataset, epochs=2, checkpoint_dir=tmp_path, validation_data=dataset,
+                               timer=timer, verbose=0)
+    for fitted_weight, looped_weight in zip(fitted.get_weights(), looped.get_weights(), strict=True):
+        np.testing.assert_allclose(looped_weight, fitted_weight, rtol=1e-4, atol=1e-5)
+    assert set(result.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    np.testing.assert_allclose(result.history["val_loss"], history.history["val_loss"], rtol=1e-4)
+    np.testing.assert_allclose(result.history["val_accuracy"], history.history["val_accuracy"])
+    assert len(timer.train_seconds) == 2 and timer.summary()["images_per_second"] > 0
+
+
+def test_fit_loop_resumes_from_its_checkpoint_and_keeps_every_epoch(tmp_path):
+    images, labels = small_problem()
+    dataset = tf.data.Dataset.from_tensor_slices((images, labels)).batch(32)
+    first = compiled_model()
+    training.fit_loop(first, dataset, epochs=2, checkpoint_dir=tmp_path, validation_data=dataset, verbose=0)
+    second = compiled_model()  # a new process would build the model afresh
+    result = training.fit_loop(second, dataset, epochs=3, checkpoint_dir=tmp_path, validation_data=dataset,
+                               verbose=0)
+    assert result.resumed_from == 2 and result.epochs_trained == 1
+    assert len(result.history["loss"]) == 3
+    # Epoch 3 went on from epoch 2's weights and optimizer state, not from scratch.
+    assert int(second.optimizer.iterations.numpy()) == 3 * 3
+    assert training.weights_checksum(first) != training.weights_checksum(second)
+    assert len(training.predict_classes(second, dataset)) == 96
+    assert 0.0 <= training.evaluate_accuracy(second, dataset) <= 1.0
+
+
+def test_fit_loop_under_mixed_float16_scales_the_loss(tmp_path):
+    keras.mixed_precision.set_global_policy("mixed_float16")  # the GPU path, on the CPU
+    images, labels = small_problem()
+    dataset = tf.data.Dataset.from_tensor_slices((images, labels)).batch(32)
+    model = training.float32_output(compiled_model())
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    result = training.fit_loop(model, dataset, epochs=1, checkpoint_dir=tmp_path, verbose=0)
+    assert np.isfinite(result.history["loss"][0])
+    assert model.layers[0].compute_dtype == "float16"
+
+
+def test_setup_builds_strategy_and_precision_in_one_call():
+    chosen = training.setup("default", precision=False, seed=3)
+    assert chosen.replicas == 1 and chosen.dtype_policy == "float32" and chosen.workers == 1
+    assert "1 replica(s) on" in chosen.describe() and not chosen.multi_worker
+    with pytest.raises(UserError, match="--cpu-devices"):
+        training.setup("multi-worker", cpu_devices=2)

@@ -28,7 +28,7 @@ ARGS = ""
 # %%
 import argparse
 
-from common import cli, report
+from common import cli, datasets, report
 
 cli.quiet_tensorflow()
 parser = cli.make_parser(__doc__, epochs=5, batch_size=32, out="outputs/lab03")
@@ -49,13 +49,13 @@ parser.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction, 
                     help="compute in float16 on a GPU or bfloat16 on a CPU, keeping float32 weights (default: on "
                     "for GPUs with tensor cores and CPUs with native bfloat16, where it is faster)")
 config = cli.parse(parser, ARGS)
+datasets.check_limit("cifar10", config.limit, global_batch=max(config.batch_size, config.pipeline_batch_size))
 run = report.Run(config, "lab03")
 
 import numpy as np  # TensorFlow after the flags: --help answers at once
 import tensorflow as tf
 
-from common import augment, datasets, models, plots, training
-from common.errors import UserError
+from common import augment, models, plots, training
 
 # The strategy first: multi-worker training must configure TensorFlow before it lists devices.
 setup = training.setup(config.strategy, cpu_devices=config.cpu_devices, precision=config.mixed_precision,
@@ -65,6 +65,7 @@ arrays_batch_size = config.batch_size * setup.replicas
 pipeline_batch_size = config.pipeline_batch_size * setup.replicas
 print(f"strategy {config.strategy}: {setup.describe()}; "
       f"global batch {arrays_batch_size} (part one), {pipeline_batch_size} (part two)")
+datasets.check_limit("cifar10", config.limit, global_batch=max(arrays_batch_size, pipeline_batch_size))
 
 # %% [markdown]
 # ## Load CIFAR-10
@@ -79,9 +80,6 @@ DATASET = "stand-in" if data.is_standin else "CIFAR-10"  # for figure titles
 print("x_train", data.x_train.shape, data.x_train.dtype, "y_train", data.y_train.shape)
 print("x_test ", data.x_test.shape, data.x_test.dtype, "y_test ", data.y_test.shape)
 print("source:", data.source)
-if len(data.x_train) < max(arrays_batch_size, pipeline_batch_size):
-    raise UserError(f"--limit {config.limit} leaves {len(data.x_train)} training images, fewer than one global "
-                    f"batch ({max(arrays_batch_size, pipeline_batch_size)}): use a larger --limit")
 
 # %% [markdown]
 # ## CNN on CIFAR-10, arrays in memory

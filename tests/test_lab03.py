@@ -168,10 +168,13 @@ def test_kill_9_then_the_same_command_resumes_and_matches_an_uninterrupted_run(i
 
 @pytest.mark.slow
 def test_a_limit_below_one_batch_is_a_clear_error(tmp_path):
+    started = time.perf_counter()
     result = run_lab(tmp_path, "--data", "standin", "--limit", "20", timeout=120)
     assert result.returncode == 2
-    assert "--limit 20" in result.stderr and "Traceback" not in result.stderr
-    assert json.loads((tmp_path / "metrics.json").read_text())["status"] == "failed"
+    assert "--limit 20" in result.stderr and "smallest accepted is --limit 64" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "metrics.json").exists()  # refused before the run started: nothing written
+    assert time.perf_counter() - started < 5  # before TensorFlow loads and before any data is read
 
 
 def test_help_and_bad_flags_answer_before_tensorflow_starts(tmp_path):

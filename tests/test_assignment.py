@@ -139,7 +139,8 @@ def test_handout_holds_the_starter_and_what_it_imports_but_no_solution(starter):
     folder, zip_path, _, _ = starter
     assert zip_path.is_file() and zip_path.stat().st_size > 0
     assert (folder / "requirements.txt").read_text() == (REPO_ROOT / "requirements.txt").read_text()
-    assert (folder / "tfrecord_tools" / "__main__.py").is_file() and (folder / "common" / "datasets" / "wildlife.py").is_file()
+    assert (folder / "tfrecord_tools" / "__main__.py").is_file()
+    assert (folder / "common" / "datasets" / "wildlife.py").is_file()
     assert (folder / "common" / "assignment_check.py").is_file()
     assert not (folder / "common" / "solution").exists()
     readme = (folder / "README.md").read_text()

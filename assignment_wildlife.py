@@ -83,10 +83,13 @@ head = config.head if config.head != "auto" else ("flatten" if config.backbone =
 if config.backbone == "small_cnn" and weights == "imagenet":
     parser.error("--backbone small_cnn has no ImageNet weights: drop --weights imagenet, or choose another backbone")
 
-from common import wildlife
+from common import datasets, models
 
 if weights == "imagenet":  # fail now, not after minutes of data preparation
-    wildlife.check_imagenet_weights(config.backbone)
+    models.check_imagenet_weights(config.backbone)
+photo_folder = datasets.find_wildlife(config.data, config.data_dir, seed=config.seed)  # lists the files, opens none
+datasets.check_limit(photo_folder.name, config.limit, global_batch=config.batch_size,  # before any photo is decoded
+                     train_counts=photo_folder.train_counts, test_counts=photo_folder.test_counts)
 run = report.Run(config, "assignment_wildlife")
 
 import keras
@@ -103,18 +106,19 @@ AUTOTUNE = tf.data.AUTOTUNE
 
 # %% [markdown]
 # ## Find the images, label them, split 80/20
-# `wildlife.load` does what the lab's first cells do, more carefully: it sniffs each
-# file's format from its content and decodes it fully (the lab drops `.gif`/`.bmp` by
+# `datasets.load_wildlife` does what the lab's first cells do, more carefully: it sniffs
+# each file's format from its content and decodes it fully (the lab drops `.gif`/`.bmp` by
 # extension, which keeps a PNG named `.jpg` and a truncated JPEG), drops exact
 # duplicates, labels each photo by its class folder (sorted names, as in the lab) and
-# splits 80/20, stratified. The lab's `train.csv` and `test.csv` hold the split.
+# splits 80/20, stratified; `--limit N` then keeps N training photos, stratified, and a
+# proportional share of the test photos. The lab's `train.csv` and `test.csv` hold the split.
 
 # %%
-data = wildlife.load(config.data, config.data_dir, limit=config.limit, seed=config.seed, workers=config.workers)
+data = datasets.load_wildlife(photo_folder, limit=config.limit, seed=config.seed, workers=config.workers)
 label_names = data.class_names
 STAND_IN = " (stand-in)" if data.is_standin else ""
-TRAIN_CSV = wildlife.write_csv(run.path("train.csv"), data.train_paths, data.train_labels)
-TEST_CSV = wildlife.write_csv(run.path("test.csv"), data.test_paths, data.test_labels)
+TRAIN_CSV = datasets.write_csv(run.path("train.csv"), data.train_paths, data.train_labels)
+TEST_CSV = datasets.write_csv(run.path("test.csv"), data.test_paths, data.test_labels)
 
 # %% [markdown]
 # ## The time-measured source
@@ -149,7 +153,7 @@ def read_bytes(row):
 IMAGE_SPEC = (tf.TensorSpec((IMAGE_SIZE, IMAGE_SIZE, 3), tf.uint8), tf.TensorSpec((), tf.int64))
 BYTES_SPEC = (tf.TensorSpec((), tf.string), tf.TensorSpec((), tf.int64))
 
-peek = timeline.time_measured_dataset([str(TRAIN_CSV)], wildlife.read_csv, read_image, IMAGE_SPEC,
+peek = timeline.time_measured_dataset([str(TRAIN_CSV)], datasets.read_csv, read_image, IMAGE_SPEC,
                                       timeline.Recorder())
 sample_images, sample_titles = [], []
 for image, label, tag in peek.take(8):
@@ -249,14 +253,14 @@ naive_options.experimental_optimization.inject_prefetch = False
 
 def naive_test(recorder):
     """The naive test half: one image at a time, centre crop in a Python map, batch."""
-    return (timeline.time_measured_dataset([str(TEST_CSV)], wildlife.read_csv, read_image, IMAGE_SPEC, recorder)
+    return (timeline.time_measured_dataset([str(TEST_CSV)], datasets.read_csv, read_image, IMAGE_SPEC, recorder)
             .map(timeline.timed_map(center_crop, recorder, in_python=True))
             .batch(config.batch_size)
             .with_options(naive_options))
 
 
 def naive_pipeline(recorder):
-    train = (timeline.time_measured_dataset([str(TRAIN_CSV)], wildlife.read_csv, read_image, IMAGE_SPEC, recorder)
+    train = (timeline.time_measured_dataset([str(TRAIN_CSV)], datasets.read_csv, read_image, IMAGE_SPEC, recorder)
              .map(timeline.timed_map(center_crop, recorder, in_python=True))
              .batch(config.batch_size)
              .with_options(naive_options))
@@ -266,12 +270,12 @@ def naive_pipeline(recorder):
 def augmentation_pipeline(recorder):
     # TODO 2: the augmentation pipeline. Build `train` like naive_pipeline's (the lab's transformations,
     # none of its optimizations: no num_parallel_calls, cache or prefetch):
-    # `timeline.time_measured_dataset([str(TRAIN_CSV)], wildlife.read_csv, read_image, IMAGE_SPEC, recorder)`,
+    # `timeline.time_measured_dataset([str(TRAIN_CSV)], datasets.read_csv, read_image, IMAGE_SPEC, recorder)`,
     # `.shuffle(config.shuffle_buffer, seed=config.seed)`,
     # `.map(timeline.timed_map(augment, recorder, in_python=True))` (one image at a time, timed),
     # `.batch(config.batch_size)` and `.with_options(naive_options)`; return `train, naive_test(recorder)`.
     ### BEGIN SOLUTION
-    train = (timeline.time_measured_dataset([str(TRAIN_CSV)], wildlife.read_csv, read_image, IMAGE_SPEC, recorder)
+    train = (timeline.time_measured_dataset([str(TRAIN_CSV)], datasets.read_csv, read_image, IMAGE_SPEC, recorder)
              .shuffle(config.shuffle_buffer, seed=config.seed)
              .map(timeline.timed_map(augment, recorder, in_python=True))
              .batch(config.batch_size)
@@ -286,7 +290,7 @@ def decode_element(encoded, labels):
 
 def optimized_pipeline(recorder):
     # TODO 3: the optimized pipeline. For both halves, start from
-    # `timeline.time_measured_dataset([str(csv_path)], wildlife.read_csv, read_bytes, BYTES_SPEC, recorder)`
+    # `timeline.time_measured_dataset([str(csv_path)], datasets.read_csv, read_bytes, BYTES_SPEC, recorder)`
     # (the source only reads file bytes) and decode in parallel:
     # `.map(timeline.timed_map(decode_element, recorder, stage="Decode"), num_parallel_calls=AUTOTUNE)`.
     # train: then `.cache()` (decoded photos kept after epoch 1: before the random map, or every epoch
@@ -296,7 +300,7 @@ def optimized_pipeline(recorder):
     # test: `.cache()`, `.batch(...)`, the same map with `center_crop`, `.prefetch(AUTOTUNE)`.
     ### BEGIN SOLUTION
     def decoded(csv_path):
-        return (timeline.time_measured_dataset([str(csv_path)], wildlife.read_csv, read_bytes, BYTES_SPEC, recorder)
+        return (timeline.time_measured_dataset([str(csv_path)], datasets.read_csv, read_bytes, BYTES_SPEC, recorder)
                 .map(timeline.timed_map(decode_element, recorder, stage="Decode"), num_parallel_calls=AUTOTUNE))
 
     train = (decoded(TRAIN_CSV)
@@ -319,7 +323,7 @@ def optimized_pipeline(recorder):
 # ## Write the TFRecords
 # The same split, written once into TFRecord shards with tfrecord_tools' command line, as
 # you would type it: `python -m tfrecord_tools write SRC OUT`, then `verify OUT`.
-# `wildlife.link_split` lays train.csv and test.csv out as `SRC/train/<class>/` and
+# `datasets.link_split` lays train.csv and test.csv out as `SRC/train/<class>/` and
 # `SRC/test/<class>/` (links to the photos), and the tool keeps a split folder as it is.
 
 # %%
@@ -348,7 +352,7 @@ if tfrecords is None and "tfrecord" in config.pipelines:
     clock = report.Stopwatch()
     shutil.rmtree(TFRECORD_DIR, ignore_errors=True)  # an interrupted write's shards: start them over
     try:
-        write_tfrecords(wildlife.link_split(data, run.backup_dir("tfrecords").resolve() / "split"), TFRECORD_DIR)
+        write_tfrecords(datasets.link_split(data, run.backup_dir("tfrecords").resolve() / "split"), TFRECORD_DIR)
     except NotImplementedError as todo:
         tfrecords_todo = assignment_check.todo_name(todo, "TODO 4: the TFRecords")
         run.skip("tfrecords", f"{tfrecords_todo} is not written yet")
@@ -377,7 +381,7 @@ def tfrecord_pipeline(recorder):
     # TODO 5: the TFRecord pipeline. For each split ("train", "test"):
     # `tfrecord_tools.load(TFRECORD_DIR, split, batch_size=None, image_size=(IMAGE_SIZE, IMAGE_SIZE),
     # cache=True, shuffle=<True for train>, seed=config.seed, shuffle_buffer=config.shuffle_buffer)` gives
-    # decoded uint8 photos; `wildlife.with_timeline_tags(dataset, recorder)` adds the timeline's tags; then
+    # decoded uint8 photos; `timeline.with_timeline_tags(dataset, recorder)` adds the timeline's tags; then
     # `.batch(config.batch_size)`, `.map(timeline.timed_map(augment, recorder), num_parallel_calls=AUTOTUNE)`
     # (`center_crop` for test) and `.prefetch(AUTOTUNE)`. Return `train, test`.
     ### BEGIN SOLUTION
@@ -385,7 +389,7 @@ def tfrecord_pipeline(recorder):
         photos = tfrecord_tools.load(TFRECORD_DIR, split, batch_size=None, image_size=(IMAGE_SIZE, IMAGE_SIZE),
                                      cache=True, shuffle=split == "train", seed=config.seed,
                                      shuffle_buffer=config.shuffle_buffer)
-        return (wildlife.with_timeline_tags(photos, recorder)
+        return (timeline.with_timeline_tags(photos, recorder)
                 .batch(config.batch_size)
                 .map(timeline.timed_map(batch_map, recorder), num_parallel_calls=AUTOTUNE)
                 .prefetch(AUTOTUNE))
@@ -405,7 +409,7 @@ build_pipeline = {"naive": naive_pipeline, "augmentation": augmentation_pipeline
 # and each ImageNet backbone gets the input scaling it was trained with.
 
 # %%
-wild_model = wildlife.build_model(config.backbone, weights, head, len(label_names), CROP_SIZE)
+wild_model = models.wildlife_classifier(config.backbone, weights, head, len(label_names), CROP_SIZE)
 wild_model.summary(line_length=100)
 trainable_parameters = int(sum(np.prod(variable.shape) for variable in wild_model.trainable_weights))
 initial_weights = run.path("initial.weights.h5")  # every pipeline trains from the same start
@@ -458,7 +462,7 @@ def train_with(name):
               "input_wait_share": summary["input_wait_share"], "stages": summary["stages"],
               "startup_wait_seconds": assignment_check.startup_wait_seconds(recorder.spans())}
     if name == "tfrecord":  # for the check: the labels this pipeline really yields, per split
-        train_counts, test_counts = wildlife.label_counts(train, test)
+        train_counts, test_counts = datasets.label_counts(train, test)
         result["labels_yielded"] = {"train": train_counts, "test": test_counts}
     return run.complete(name, result)
 

@@ -222,11 +222,11 @@ def _tfrecord_lines(out: Path, metrics: dict) -> list[tuple[bool, str, str]]:
 
 
 def _csv_hashes_and_labels(path: Path) -> collections.Counter:
-    from common import wildlife
+    from common import datasets
 
     if not path.is_file():
         return collections.Counter()
-    return collections.Counter((wildlife.file_sha256(image), label) for image, label in wildlife.read_csv(path))
+    return collections.Counter((datasets.file_sha256(image), label) for image, label in datasets.read_csv(path))
 
 
 def _record_hashes_and_labels(folder: Path) -> dict[str, collections.Counter]:

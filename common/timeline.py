@@ -316,6 +316,29 @@ def time_measured_dataset(
     return files.flat_map(one_file)
 
 
+def with_timeline_tags(dataset, recorder: Recorder):
+    """Give ``(image, label)`` elements a tag ``(source, epoch, index)``, as :func:`time_measured_dataset` does.
+
+    For a source that is not timed (TFRecords read by ``tfrecord_tools.load``): its
+    work records no span, but the maps and the trainer downstream can. ``flat_map``
+    over ``range(1)`` runs its function once per pass, so the pass counter is read
+    afresh every epoch.
+    """
+    import tensorflow as tf
+
+    source = recorder.new_source()
+
+    def next_pass():
+        return np.int64(recorder.next_pass(source))
+
+    def one_pass(_):
+        data_pass = tf.numpy_function(next_pass, [], tf.int64, stateful=True)
+        return dataset.enumerate().map(
+            lambda index, element: (*element, tf.stack([tf.constant(source, tf.int64), data_pass, index])))
+
+    return tf.data.Dataset.range(1).flat_map(one_pass)
+
+
 # --------------------------------------------------------------------------- maps
 
 

@@ -139,7 +139,8 @@ def test_handout_holds_the_starter_and_what_it_imports_but_no_solution(starter):
     folder, zip_path, _, _ = starter
     assert zip_path.is_file() and zip_path.stat().st_size > 0
     assert (folder / "requirements.txt").read_text() == (REPO_ROOT / "requirements.txt").read_text()
-    assert (folder / "tfrecord_tools" / "__main__.py").is_file() and (folder / "common" / "wildlife.py").is_file()
+    assert (folder / "tfrecord_tools" / "__main__.py").is_file()
+    assert (folder / "common" / "datasets" / "wildlife.py").is_file()
     assert (folder / "common" / "assignment_check.py").is_file()
     assert not (folder / "common" / "solution").exists()
     readme = (folder / "README.md").read_text()
@@ -253,3 +254,15 @@ def test_bad_flags_are_refused_before_any_work(tmp_path, keras_home):
         result = run_script(REPO_ROOT, *flags, "--out", str(tmp_path / "out"), keras_home=keras_home, timeout=60)
         assert result.returncode == 2 and needed in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "out" / "metrics.json").exists()
+
+
+def test_a_too_small_limit_is_refused_in_one_line_before_any_photo_is_decoded(tmp_path, keras_home):
+    result = run_script(REPO_ROOT, "--data", "standin", "--limit", "30", "--out", str(tmp_path / "out"),
+                        keras_home=keras_home, timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    # The stand-in lists 802 training files (2 of them broken) and 200 test files; batches hold 32.
+    assert result.stderr.strip() == (
+        "error: --limit 30 is too small for the Oregon Wildlife stand-in (802 training / 200 test images, 10 "
+        "classes): it is smaller than one global batch (32 images). The smallest accepted is --limit 39; raise "
+        "--limit to 39 or more.")
+    assert "data root:" not in result.stdout and not list((tmp_path / "out").glob("*"))

@@ -1,4 +1,4 @@
-"""The lab's model builders: exact parameter counts and output shapes."""
+"""The lab's model builders: exact parameter counts and output shapes; the assignment's classifier."""
 
 import numpy as np
 import pytest
@@ -52,3 +52,24 @@ def test_cifar_models_share_the_convolutional_base_and_differ_in_dropout():
 
 def test_builders_return_uncompiled_models():
     assert not models.cifar_cnn().compiled
+
+
+@pytest.mark.parametrize("head", ["gap", "flatten"])
+def test_wildlife_classifier_outputs_probabilities_for_any_crop(head):
+    model = models.wildlife_classifier("small_cnn", "none", head, classes=10, crop_size=64)
+    assert model.name == f"wild_model_small_cnn_{head}" and tuple(model.input_shape[1:]) == (64, 64, 3)
+    probabilities = np.asarray(model(np.random.default_rng(0).random((2, 64, 64, 3), dtype=np.float32)))
+    assert probabilities.shape == (2, 10)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+    assert not model.compiled
+
+
+def test_check_imagenet_weights_says_what_to_do_offline_and_passes_when_cached(tmp_path, monkeypatch):
+    from common.errors import UserError
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))  # LAB_OFFLINE=1 (conftest): no download is tried
+    with pytest.raises(UserError, match=r"vgg16_weights_tf_dim_ordering_tf_kernels_notop\.h5.*--weights none"):
+        models.check_imagenet_weights("vgg16")
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5").write_bytes(b"cached")
+    assert models.check_imagenet_weights("vgg16") is None

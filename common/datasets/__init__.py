@@ -1,4 +1,4 @@
-"""Where every lab script gets its data: MNIST, Fashion-MNIST and CIFAR-10.
+"""Where every lab script gets its data: MNIST, Fashion-MNIST, CIFAR-10 and the assignment's Oregon Wildlife.
 
 Each loader looks, in order, in
 
@@ -29,6 +29,10 @@ CIFAR-10        ``cifar-10-python.tar.gz``; or the extracted
                 ``train/<class>/*.png|jpg`` + ``test/<class>/*``
 ==============  ==========================================================
 
+Oregon Wildlife (the assignment's photos, from Kaggle, which needs a login) is a
+folder of class folders, ``--data-dir`` or ``./oregon_wildlife``, else a generated
+stand-in: :func:`find_wildlife` lists it, :func:`load_wildlife` checks and splits it.
+
 ``--limit N`` means the same everywhere (:mod:`common.datasets.limits`): N
 training images, stratified, and a proportional share of the test set;
 :func:`check_limit` refuses a limit that leaves a class out, before any loading.
@@ -39,11 +43,12 @@ One job per module:
 * :mod:`~common.datasets.downloads` -- download with progress, checksum, temporary name, mirror
 * :mod:`~common.datasets.formats` -- IDX, ``mnist.npz``, CIFAR-10 pickles, image folders
 * :mod:`~common.datasets.cache` -- the cache folder, extraction, decoded-folder cache, list and clean
-* :mod:`~common.datasets.standins` -- the MNIST and CIFAR-10 stand-ins
+* :mod:`~common.datasets.standins` -- the MNIST, CIFAR-10 and Oregon Wildlife stand-ins
 * :mod:`~common.datasets.limits` -- the ``--limit`` rule
 * :mod:`~common.datasets.splits` -- :class:`ImageSplits` and :class:`CifarBatches`
 * :mod:`~common.datasets.loaders` -- :func:`load_mnist`, :func:`load_cifar10`, :func:`cifar10_batches`
 * :mod:`~common.datasets.fetch` -- every download at once into one folder
+* :mod:`~common.datasets.wildlife` -- Oregon Wildlife: find, decode-check, de-duplicate, split, CSV files
 
 Set ``LAB_OFFLINE=1`` to make every network download fail at once (the tests do).
 ``python -m common.datasets --help`` lists, cleans and fetches.
@@ -58,18 +63,23 @@ from common.datasets.loaders import cifar10_batches, load_cifar10, load_mnist
 from common.datasets.sources import (
     CIFAR10_ARCHIVE, CIFAR10_CLASSES, CIFAR10_FOLDER, CIFAR10_STANDIN_SIZES, CIFAR10_TEST_BATCH,
     CIFAR10_TRAIN_BATCHES, DATA_CHOICES, DOWNLOAD_TIMEOUT_SECONDS, FASHION_MNIST_CLASSES, IDX_FILES,
-    IMAGE_SUFFIXES, MNIST_CLASSES,
+    IMAGE_SUFFIXES, MNIST_CLASSES, WILDLIFE_CLASSES,
 )
 from common.datasets.splits import CifarBatches, ImageSplits
-from common.datasets.standins import STANDIN_CLASSES, make_cifar10_standin
+from common.datasets.standins import STANDIN_CLASSES, make_cifar10_standin, wildlife_standin_folder
+from common.datasets.wildlife import (
+    WildlifeFolder, WildlifeSplit, file_sha256, find_wildlife, label_counts, link_split, load_wildlife, read_csv,
+    write_csv,
+)
 
 __all__ = [
     "CIFAR10_ARCHIVE", "CIFAR10_CLASSES", "CIFAR10_FOLDER", "CIFAR10_STANDIN_SIZES", "CIFAR10_TEST_BATCH",
     "CIFAR10_TRAIN_BATCHES", "DATA_CHOICES", "DOWNLOAD_TIMEOUT_SECONDS", "FASHION_MNIST_CLASSES", "IDX_FILES",
-    "IMAGE_SUFFIXES", "MNIST_CLASSES", "STANDIN_CLASSES",
-    "CifarBatches", "DownloadError", "ImageSplits",
+    "IMAGE_SUFFIXES", "MNIST_CLASSES", "STANDIN_CLASSES", "WILDLIFE_CLASSES",
+    "CifarBatches", "DownloadError", "ImageSplits", "WildlifeFolder", "WildlifeSplit",
     "cache_dir", "cache_entries", "check_limit", "cifar10_batches", "clean_cache", "download", "fetch_all",
-    "images_to_rows", "limit_indices", "load_cifar10", "load_mnist", "make_cifar10_standin",
-    "read_cifar10_batch", "register", "rows_to_images", "smallest_limit", "stratified_sample",
-    "write_cifar10_batches",
+    "file_sha256", "find_wildlife", "images_to_rows", "label_counts", "limit_indices", "link_split",
+    "load_cifar10", "load_mnist", "load_wildlife", "make_cifar10_standin", "read_cifar10_batch", "read_csv",
+    "register", "rows_to_images", "smallest_limit", "stratified_sample", "wildlife_standin_folder",
+    "write_cifar10_batches", "write_csv",
 ]

@@ -84,7 +84,7 @@ def limit_indices(y_train, y_test, limit: int | None, seed: int = 0, *, name: st
 
 def check_limit(dataset: str | None, limit: int | None, *, global_batch: int | None = None,
                 classes: int | None = None, train_size: int | None = None,
-                test_size: int | None = None) -> int | None:
+                test_size: int | None = None, train_counts=None, test_counts=None) -> int | None:
     """Refuse a ``--limit`` that the rule above does not accept, before any data is loaded.
 
     Parameters
@@ -99,6 +99,10 @@ def check_limit(dataset: str | None, limit: int | None, *, global_batch: int | N
         Images in one training step across all replicas; ``N`` must be at least this.
     classes, train_size, test_size : int, optional
         Override (or, for other datasets, give) the split's shape.
+    train_counts, test_counts : sequence of int, optional
+        Images per class in each half, for a split whose classes are not
+        balanced (a folder of photos, once listed); they take the place of the
+        three numbers above.
 
     Returns
     -------
@@ -112,7 +116,11 @@ def check_limit(dataset: str | None, limit: int | None, *, global_batch: int | N
     """
     if limit is None:
         return None
-    if dataset in CLASS_COUNTS and classes is None and train_size is None and test_size is None:
+    if (train_counts is None) != (test_counts is None):
+        raise ValueError("check_limit: give both train_counts and test_counts, or neither")
+    if train_counts is not None:
+        train_counts, test_counts = np.asarray(train_counts, dtype=np.int64), np.asarray(test_counts, dtype=np.int64)
+    elif dataset in CLASS_COUNTS and classes is None and train_size is None and test_size is None:
         train_counts, test_counts = (np.asarray(counts) for counts in CLASS_COUNTS[dataset])
     else:
         known_train, known_test = CLASS_COUNTS.get(dataset, (None, None))

@@ -115,3 +115,11 @@ CLASS_COUNTS = {
     "fashion_mnist": ([6000] * 10, [1000] * 10),
     "cifar10": ([5000] * 10, [1000] * 10),
 }
+
+# --- Oregon Wildlife (the assignment's photos; no download: Kaggle needs a login) ---------------
+
+WILDLIFE_URL = "https://www.kaggle.com/datasets/virtualdvid/oregon-wildlife"
+#: The real dataset's folder names, used for the stand-in too.
+WILDLIFE_CLASSES = ["bald_eagle", "black_bear", "cougar", "deer", "nutria", "raccoon", "raven", "red_fox",
+                    "sea_lions", "virginia_opossum"]
+WILDLIFE_TEST_SHARE = 0.2  # the lab's 80/20 split

@@ -63,7 +63,7 @@ parser.add_argument("--learning-rate", type=float, default=1e-3, help="Adam lear
 parser.add_argument("--shuffle-buffer", type=cli.positive_int, default=1000,
                     help="decoded photos held for shuffling (default: 1000; lab: 10000, 2.7 GB at 300x300)")
 parser.add_argument("--workers", type=cli.positive_int, default=None,
-                    help="processes that check photos and write TFRecords (default: all CPU cores)")
+                    help="processes that write the TFRecords (default: all CPU cores)")
 parser.add_argument("--check", action="store_true",
                     help="run this script quickly (stand-in, --limit 300, 3 epochs, into outputs/assignment_check "
                          "unless --out is given), then print the assignment's rubric, pass or fail per line")
@@ -114,7 +114,7 @@ AUTOTUNE = tf.data.AUTOTUNE
 # proportional share of the test photos. The lab's `train.csv` and `test.csv` hold the split.
 
 # %%
-data = datasets.load_wildlife(photo_folder, limit=config.limit, seed=config.seed, workers=config.workers)
+data = datasets.load_wildlife(photo_folder, limit=config.limit, seed=config.seed)
 label_names = data.class_names
 STAND_IN = " (stand-in)" if data.is_standin else ""
 TRAIN_CSV = datasets.write_csv(run.path("train.csv"), data.train_paths, data.train_labels)
@@ -335,13 +335,15 @@ TOOL_FOLDER = Path(tfrecord_tools.__file__).resolve().parent.parent  # run the t
 def write_tfrecords(split_folder, tfrecord_folder):
     # TODO 4: the TFRecords. Write them with the command line, in a subprocess, as you would type it:
     # `subprocess.run([*TOOL, ...], check=True, cwd=TOOL_FOLDER)` (TOOL is `python -m tfrecord_tools`):
-    # - `write SRC OUT --seed SEED --overwrite` with SRC = split_folder, OUT = tfrecord_folder and
-    #   SEED = config.seed (add `--workers N` when config.workers is set);
+    # - `write SRC OUT --max-side IMAGE_SIZE --seed SEED --overwrite` with SRC = split_folder,
+    #   OUT = tfrecord_folder and SEED = config.seed (add `--workers N` when config.workers is set);
+    #   `--max-side` stores each photo already shrunk to at most IMAGE_SIZE px on its longer side, so
+    #   that reading decodes a 300 px JPEG instead of a full-size photo;
     # - then `verify OUT`, which re-reads every shard and decodes every image.
     ### BEGIN SOLUTION
     workers = ["--workers", str(config.workers)] if config.workers else []
-    subprocess.run([*TOOL, "write", str(split_folder), str(tfrecord_folder), "--seed", str(config.seed),
-                    "--overwrite", *workers], check=True, cwd=TOOL_FOLDER)
+    subprocess.run([*TOOL, "write", str(split_folder), str(tfrecord_folder), "--max-side", str(IMAGE_SIZE),
+                    "--seed", str(config.seed), "--overwrite", *workers], check=True, cwd=TOOL_FOLDER)
     subprocess.run([*TOOL, "verify", str(tfrecord_folder), *workers], check=True, cwd=TOOL_FOLDER)
     ### END SOLUTION
 
@@ -362,11 +364,13 @@ if tfrecords is None and "tfrecord" in config.pipelines:
     else:
         for written in sorted(TFRECORD_DIR.iterdir()):
             run.path(f"tfrecords/{written.name}")  # into the manifest
-        totals = tfrecord_tools.read_sidecar(TFRECORD_DIR)["totals"]
+        sidecar = tfrecord_tools.read_sidecar(TFRECORD_DIR)
+        totals, resize = sidecar["totals"], sidecar.get("resize") or {}
         tfrecords = run.complete("tfrecords", {
             "images": totals["images"], "shards": totals["shards"], "bytes": totals["bytes"],
             "seconds": clock.seconds,
-            "resized": False})  # True once the records store photos resized smaller than the files'
+            # Photos stored smaller than the files: the TFRecord pipeline decodes fewer pixels.
+            "resized": resize.get("resized_images", 0) > 0})
 
 # %% [markdown]
 # ## The TFRecord pipeline

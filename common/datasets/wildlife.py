@@ -149,7 +149,7 @@ def find_wildlife(data: str, data_dir: Path | None, *, seed: int = 0) -> Wildlif
 
 
 def load_wildlife(photos: WildlifeFolder, *, limit: int | None = None, seed: int = 0,
-                  workers: int | None = None) -> WildlifeSplit:
+                  workers: int = 1) -> WildlifeSplit:
     """Decode-check, de-duplicate and split the photos, then take the ``--limit`` subset, printing what the lab prints.
 
     Parameters
@@ -161,7 +161,9 @@ def load_wildlife(photos: WildlifeFolder, *, limit: int | None = None, seed: int
         of the test photos (:func:`~common.datasets.limit_indices`).
     seed : int
     workers : int, optional
-        Processes for the decode check (default: all cores).
+        Processes for the decode check. The default, 1, works from any script:
+        worker processes need the caller's code under an ``if __name__ ==
+        "__main__":`` block, which a lab script (read top to bottom) does not have.
 
     Raises
     ------

@@ -447,7 +447,7 @@ def train_with(name):
     except NotImplementedError as todo:
         run.skip(name, assignment_check.not_written(todo, f"the {name} pipeline"))
         return None
-    report.banner(f"{name} pipeline: {config.epochs} epochs, {len(data.train_paths)} train / "
+    report.banner(f"{name} pipeline: {report.count(config.epochs, 'epoch')}, {len(data.train_paths)} train / "
                   f"{len(data.test_paths)} test images, batch {config.batch_size}")
     wild_model.load_weights(initial_weights)
     history = timeline.timelined_benchmark(
@@ -515,7 +515,7 @@ analysis = assignment_check.analysis_markdown(
     measured, answers, missing="_Not answered yet (TODO 6)._",
     title=f"Analysis: {len(data.train_paths)} training / {len(data.test_paths)} test images{STAND_IN}, "
           f"{config.backbone} ({head} head, {trainable_parameters:,} trainable parameters), "
-          f"{config.epochs} epochs, batch {config.batch_size}")
+          f"{report.count(config.epochs, 'epoch')}, batch {config.batch_size}")
 run.write_text("analysis.md", analysis)
 print(analysis)
 

@@ -438,7 +438,7 @@ test_steps = -(-sum(rows_used[path] for path in test_files) // config.batch_size
 
 def train_with_timeline(name, train_dataset, test_dataset, recorder):
     """Train from the initial weights, draw the timeline, and record the pipeline as finished."""
-    report.banner(f"{name} pipeline: {config.epochs} epochs")
+    report.banner(f"{name} pipeline: {report.count(config.epochs, 'epoch')}")
     model.load_weights(initial_weights)
     clock = report.Stopwatch()
     history = timeline.timelined_benchmark(

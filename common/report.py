@@ -596,3 +596,8 @@ class _LoggedProgress:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def count(number: int, noun: str) -> str:
+    """``count(1, "epoch")`` -> ``"1 epoch"``, ``count(3, "epoch")`` -> ``"3 epochs"``."""
+    return f"{number:,} {noun}" + ("" if number == 1 else "s")

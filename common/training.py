@@ -420,7 +420,7 @@ def fit_resumable(model: keras.Model, *args, backup_dir: str | os.PathLike, epoc
             with model.distribute_strategy.scope():  # so that its state is read back too
                 model.optimizer.build(model.trainable_variables)
         model.load_weights(trained)
-        print(f"all {epochs} epochs were trained before the interruption: weights read back from {trained}",
+        print(f"every epoch ({epochs}) was trained before the interruption: weights read back from {trained}",
               flush=True)
         resumed_from = epochs
     else:

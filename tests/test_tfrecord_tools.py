@@ -722,7 +722,10 @@ def test_a_dead_worker_is_an_error_not_a_hang():
 
     with _pool.start_pool(2) as pool:
         assert list(pool.map(abs, [-1, -2, -3], doing="testing")) == [1, 2, 3]
-        with pytest.raises(tfrecord_tools.WorkerDiedError, match="a worker process died .exit code 3. while testing"):
+        # The exit code is named when the dead worker was seen before it was reaped; a worker
+        # started and dead within one submit() is not, and the message says what is likely.
+        with pytest.raises(tfrecord_tools.WorkerDiedError,
+                           match=r"a worker process died \((exit code 3|killed for memory\?)\) while testing"):
             list(pool.map(os._exit, [3], doing="testing"))
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 from common.assignment_check import steady_wait_share
+from common.report import count
 
 # The trainer waited for input at least this share of the epoch: the input sets the pace.
 INPUT_BOUND_WAIT = 0.5
@@ -59,8 +60,8 @@ def summary(measured: dict) -> str:
                     "augmentation",
     }
     parts = [described[name] for name in ran if name in described]
-    return (f"The same model was trained {len(ran)} times from the same initial weights, for {measured['epochs']} "
-            f"epoch(s) on {measured['train_images']:,} training photos (tested on {measured['test_images']:,}), "
+    return (f"The same model was trained {len(ran)} times from the same initial weights, for "
+            f"{count(measured['epochs'], 'epoch')} on {measured['train_images']:,} training photos (tested on {measured['test_images']:,}), "
             f"each time fed by another input pipeline: " + "; ".join(parts) + ". Every run drew a timeline of "
             "where its time went.")
 
@@ -71,7 +72,7 @@ def accuracy(measured: dict) -> str:
     if "naive" not in ran or "augmentation" not in ran:
         listed = ", ".join(f"{name} {row['test_accuracy']:.3f}" for name, row in ran.items())
         return (f"Without both the naive and the augmentation run there is no like-for-like comparison; the "
-                f"test accuracies were {listed} after {epochs} epoch(s).")
+                f"test accuracies were {listed} after {count(epochs, 'epoch')}.")
     naive, augmented = ran["naive"]["test_accuracy"], ran["augmentation"]["test_accuracy"]
     change = augmented - naive
     noise = ACCURACY_STANDARD_ERRORS * math.sqrt(
@@ -80,12 +81,12 @@ def accuracy(measured: dict) -> str:
             f"on {measured['test_images']:,} test photos a difference below about {noise:.3f} "
             f"({ACCURACY_STANDARD_ERRORS:.0f} standard errors) is noise. ")
     if abs(change) <= noise:
-        text += (f"So augmentation made no measurable difference in {epochs} epoch(s). Its random crops, flips "
+        text += (f"So augmentation made no measurable difference in {count(epochs, 'epoch')}. Its random crops, flips "
                  "and lighting changes make the training photos harder and more varied: that pays off when the "
                  "model would otherwise overfit, which takes more epochs than these.")
     elif change < 0:
         text += (f"Augmentation lowered accuracy. Yes, that fits harder training data: every epoch shows new "
-                 f"random variants, so in {epochs} epoch(s) the model has not caught up; with more epochs it "
+                 f"random variants, so in {count(epochs, 'epoch')} the model has not caught up; with more epochs it "
                  "usually overtakes the naive run, which starts to overfit instead.")
     else:
         text += "Augmentation raised accuracy: the varied photos helped the model generalise even in a short run."

@@ -849,7 +849,7 @@ def draw_timeline(
         # Bars keep their true length, so a row of 20-microsecond Reads may look empty:
         # each row's total busy time is written at its right end.
         for stage, values in summarize(spans)["stages"].items():
-            axis.text(1.005, row_of[stage], f"{values['busy_seconds']:.3g} s busy", fontsize=7,
+            axis.text(1.005, row_of[stage], f"{_duration(values['busy_seconds'])} busy", fontsize=7,
                       va="center", ha="left", transform=axis.get_yaxis_transform())
         seen_epochs = set()
         for stage in stages:
@@ -889,3 +889,10 @@ def draw_timeline(
 
         report.save_figure(figure, path)
     return figure
+
+
+def _duration(seconds: float) -> str:
+    """``0.000623`` -> ``"0.6 ms"``, ``2.345`` -> ``"2.35 s"``, ``1234.5`` -> ``"1234 s"``: short labels."""
+    if seconds < 0.1:
+        return f"{seconds * 1000:.2g} ms" if seconds < 0.01 else f"{seconds * 1000:.0f} ms"
+    return f"{seconds:.3g} s" if seconds < 1000 else f"{seconds:.0f} s"

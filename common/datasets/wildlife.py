@@ -148,6 +148,10 @@ def find_wildlife(data: str, data_dir: Path | None, *, seed: int = 0) -> Wildlif
     return WildlifeFolder(root, is_standin, why, layout, class_names, train_counts, test_counts)
 
 
+# What the lab printed for its 10-class copy, after dropping .gif and .bmp files by name.
+LAB_IMAGE_COUNT = 7168
+
+
 def load_wildlife(photos: WildlifeFolder, *, limit: int | None = None, seed: int = 0,
                   workers: int = 1) -> WildlifeSplit:
     """Decode-check, de-duplicate and split the photos, then take the ``--limit`` subset, printing what the lab prints.
@@ -187,7 +191,8 @@ def load_wildlife(photos: WildlifeFolder, *, limit: int | None = None, seed: int
     for class_name, count in scan.class_counts().items():
         print(f"  {class_name:<20} {count:>5} images")
     usable, rejected = _decodable(scan)
-    print(f"\ntotal img num: {len(usable)} ({len(rejected)} dropped: not images, or not decodable)")
+    lab_count = "" if photos.is_standin else f"; the lab's filtered copy gave {LAB_IMAGE_COUNT}"
+    print(f"\ntotal img num: {len(usable)} ({len(rejected)} dropped: not images, or not decodable{lab_count})")
     for item in rejected[:10]:
         print(f"  dropped {item['path']}: {item['reason']}")
     if len(rejected) > 10:

@@ -61,14 +61,31 @@ from common.datasets.formats import images_to_rows, read_cifar10_batch, rows_to_
 from common.datasets.limits import check_limit, limit_indices, smallest_limit, stratified_sample
 from common.datasets.loaders import cifar10_batches, load_cifar10, load_mnist
 from common.datasets.sources import (
-    CIFAR10_ARCHIVE, CIFAR10_CLASSES, CIFAR10_FOLDER, CIFAR10_STANDIN_SIZES, CIFAR10_TEST_BATCH,
-    CIFAR10_TRAIN_BATCHES, DATA_CHOICES, DOWNLOAD_TIMEOUT_SECONDS, FASHION_MNIST_CLASSES, IDX_FILES,
-    IMAGE_SUFFIXES, MNIST_CLASSES, WILDLIFE_CLASSES,
+    CIFAR10_ARCHIVE,
+    CIFAR10_CLASSES,
+    CIFAR10_FOLDER,
+    CIFAR10_STANDIN_SIZES,
+    CIFAR10_TEST_BATCH,
+    CIFAR10_TRAIN_BATCHES,
+    DATA_CHOICES,
+    DOWNLOAD_TIMEOUT_SECONDS,
+    FASHION_MNIST_CLASSES,
+    IDX_FILES,
+    IMAGE_SUFFIXES,
+    MNIST_CLASSES,
+    WILDLIFE_CLASSES,
 )
 from common.datasets.splits import CifarBatches, ImageSplits
 from common.datasets.standins import STANDIN_CLASSES, make_cifar10_standin, wildlife_standin_folder
 from common.datasets.wildlife import (
-    WildlifeFolder, WildlifeSplit, file_sha256, find_wildlife, label_counts, link_split, load_wildlife, read_csv,
+    WildlifeFolder,
+    WildlifeSplit,
+    file_sha256,
+    find_wildlife,
+    label_counts,
+    link_split,
+    load_wildlife,
+    read_csv,
     write_csv,
 )
 

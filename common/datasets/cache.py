@@ -35,10 +35,18 @@ import numpy as np
 
 from common.datasets.downloads import reason
 from common.datasets.formats import (
-    atomic_folder, decode_images, list_image_folder, read_cifar10_batch, read_cifar10_class_names,
+    atomic_folder,
+    decode_images,
+    list_image_folder,
+    read_cifar10_batch,
+    read_cifar10_class_names,
 )
 from common.datasets.sources import (
-    CIFAR10_CLASSES, CIFAR10_FOLDER, CIFAR10_TEST_BATCH, CIFAR10_TRAIN_BATCHES, REMOTE_FILES,
+    CIFAR10_CLASSES,
+    CIFAR10_FOLDER,
+    CIFAR10_TEST_BATCH,
+    CIFAR10_TRAIN_BATCHES,
+    REMOTE_FILES,
 )
 from common.datasets.splits import CifarBatches, ImageSplits
 from common.errors import UserError

@@ -15,8 +15,15 @@ import numpy as np
 
 from common.datasets import cache, downloads, formats, sources, standins
 from common.datasets.sources import (
-    CIFAR10_ARCHIVE, CIFAR10_FOLDER, CIFAR10_TEST_BATCH, DATA_CHOICES, FASHION_MNIST_CLASSES, FASHION_MNIST_FOLDER,
-    IDX_FILES, MNIST_CLASSES, MNIST_NPZ,
+    CIFAR10_ARCHIVE,
+    CIFAR10_FOLDER,
+    CIFAR10_TEST_BATCH,
+    DATA_CHOICES,
+    FASHION_MNIST_CLASSES,
+    FASHION_MNIST_FOLDER,
+    IDX_FILES,
+    MNIST_CLASSES,
+    MNIST_NPZ,
 )
 from common.datasets.splits import CifarBatches, ImageSplits
 from common.errors import UserError

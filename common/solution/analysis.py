@@ -61,7 +61,8 @@ def summary(measured: dict) -> str:
     }
     parts = [described[name] for name in ran if name in described]
     return (f"The same model was trained {len(ran)} times from the same initial weights, for "
-            f"{count(measured['epochs'], 'epoch')} on {measured['train_images']:,} training photos (tested on {measured['test_images']:,}), "
+            f"{count(measured['epochs'], 'epoch')} on {measured['train_images']:,} training photos "
+            f"(tested on {measured['test_images']:,}), "
             f"each time fed by another input pipeline: " + "; ".join(parts) + ". Every run drew a timeline of "
             "where its time went.")
 

@@ -234,7 +234,7 @@ try:
                     "augmentation_examples.png")
 except NotImplementedError as todo:
     augment_todo = assignment_check.todo_name(todo, "TODO 1: the augmentation map")
-    print(f"augmentation_examples.png: skipped ({augment_todo} is not written yet)")
+    print(f"augmentation_examples.png: skipped ({assignment_check.not_written_reason(augment_todo)})")
 
 # %% [markdown]
 # ## The pipelines
@@ -357,7 +357,7 @@ if tfrecords is None and "tfrecord" in config.pipelines:
         write_tfrecords(datasets.link_split(data, run.backup_dir("tfrecords").resolve() / "split"), TFRECORD_DIR)
     except NotImplementedError as todo:
         tfrecords_todo = assignment_check.todo_name(todo, "TODO 4: the TFRecords")
-        run.skip("tfrecords", f"{tfrecords_todo} is not written yet")
+        run.skip("tfrecords", assignment_check.not_written_reason(tfrecords_todo))
     except subprocess.CalledProcessError as error:
         raise UserError(f"writing the TFRecords into {TFRECORD_DIR} failed: {' '.join(error.cmd[1:])} exited "
                         f"with status {error.returncode} (its message is above)") from None

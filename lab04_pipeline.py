@@ -73,6 +73,15 @@ from common.errors import UserError
 
 keras.utils.set_random_seed(config.seed)
 
+# The data first, so that a wrong --data-dir or a damaged batch file fails before any work.
+# With --limit N the batch files hold N training images (stratified) and a proportional
+# share of the test images, in the same five-plus-one layout. Each file is read once now
+# to count its rows: a damaged one fails here, clearly, not inside a tf.data thread.
+batches = datasets.cifar10_batches(config.data, config.data_dir, config.seed, limit=config.limit)
+rows_used = {str(path): len(datasets.read_cifar10_batch(path)[1]) for path in batches.train_files + batches.test_files}
+class_names = batches.class_names
+CIFAR = "the CIFAR-10 stand-in" if batches.is_standin else "CIFAR-10"  # for figure titles
+
 # %% [markdown]
 # ## tf.data basics on small arrays
 # ### Construct your Dataset
@@ -215,11 +224,6 @@ run.save_figure(figure, "shuffle_repeat.png")
 # its 8268 s naive run).
 
 # %%
-# With --limit N the batch files hold N training images (stratified) and a
-# proportional share of the test images, in the same five-plus-one layout.
-batches = datasets.cifar10_batches(config.data, config.data_dir, config.seed, limit=config.limit)
-class_names = batches.class_names
-CIFAR = "the CIFAR-10 stand-in" if batches.is_standin else "CIFAR-10"  # for figure titles
 print(f"CIFAR-10 batches from {batches.source}: {[path.name for path in batches.train_files]} "
       f"+ {batches.test_files[0].name}")
 IMAGE_SPEC = (tf.TensorSpec((32, 32, 3), tf.uint8), tf.TensorSpec((), tf.int64))
@@ -254,14 +258,6 @@ def read_block(item):
     rows, labels = item
     return datasets.rows_to_images(rows), labels
 
-
-def rows_in_batch_file(path):
-    """Read one batch file now and count its rows: a damaged file fails here, clearly,
-    rather than inside a tf.data worker thread."""
-    return len(datasets.read_cifar10_batch(path)[1])
-
-
-rows_used = {path: rows_in_batch_file(path) for path in train_files + test_files}
 
 # %% [markdown]
 # Every element is `(image, label, tag)`; the tag `(source, epoch, index)` says which
@@ -552,6 +548,7 @@ def image_folder_for_demo():
             os.replace(staging, folder)
         except OSError:  # another run wrote it meanwhile
             shutil.rmtree(staging)
+        datasets.register(folder)  # ours: `python -m common.datasets cache --clean` may remove it
         print(f"wrote {sum(1 for _ in folder.glob('*/*.png'))} PNG files to {folder} (later runs reuse them)")
     return folder
 

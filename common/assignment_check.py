@@ -60,7 +60,8 @@ def todo_name(error: BaseException, default: str) -> str:
     TensorFlow wraps an error raised while it traces a map ("in user code: ..."), so
     the name is searched for in the whole message.
     """
-    match = re.search(r"TODO \d+: [^\n]*", str(error))
+    # Not past a quote: the wrapped message also quotes the source line, raise NotImplementedError("...").
+    match = re.search(r"TODO \d+: [^\n\"']*", str(error))
     return match.group(0).strip() if match else default
 
 
@@ -69,7 +70,13 @@ def not_written(error: BaseException, default: str) -> str:
     text = str(error)
     if text.startswith("it needs "):
         return text
-    return f"{todo_name(error, default)} is not written yet"
+    return not_written_reason(todo_name(error, default))
+
+
+def not_written_reason(todo: str) -> str:
+    """``"TODO 4: the TFRecords"`` -> ``"TODO 4 not written yet: the TFRecords"``."""
+    number, _, title = todo.partition(": ")
+    return f"{number} not written yet: {title}" if title else f"{todo} is not written yet"
 
 
 # ---------------------------------------------------------------------------
@@ -153,13 +160,20 @@ def grade(out: str | Path) -> list[tuple[bool, str, str]]:
     metrics = _read_json(out / "metrics.json")
     if metrics is None:
         return [(False, "the run finished", f"no readable {out / 'metrics.json'}: run the script first")]
-    lines = [(metrics.get("status") == "complete", "the run finished", f"status {metrics.get('status')!r}")]
-    parts = metrics.get("parts", {})
+    status = metrics.get("status")
+    lines = [(status == "complete", "the run finished",
+              f"status {status!r}" + (f" ({metrics['why']})" if metrics.get("why") else ""))]
+    # A run that stopped has no "parts" yet, only the parts it finished.
+    parts = metrics.get("parts") or {name: "complete" for name in metrics.get("finished_parts", [])}
     skipped = metrics.get("skipped", {})
     results = metrics.get("results", {})
     for name in PIPELINES:
         if parts.get(name) == "complete" and name in results:
             lines.append((True, f"{name} pipeline implemented", f"ran in {results[name]['seconds']:.1f} s"))
+        elif parts.get(name) == "complete":
+            lines.append((False, f"{name} pipeline implemented",
+                          f"it ran, but the run stopped (status {status!r}) before the results were written: "
+                          "run the same command again"))
         else:
             lines.append((False, f"{name} pipeline implemented", skipped.get(name) or f"status {parts.get(name)}"))
     if "augmentation" in results and "optimized" in results:
@@ -184,7 +198,7 @@ def grade(out: str | Path) -> list[tuple[bool, str, str]]:
     short = [key for key in QUESTIONS if len((answers.get(key) or "").split()) < MIN_ANSWER_WORDS]
     lines.append((not short, "every analysis question answered",
                   f"{len(QUESTIONS) - len(short)} of {len(QUESTIONS)}"
-                  + (f"; not yet: {', '.join(short)}" if short else "")))
+                  + (f"; not yet (or under {MIN_ANSWER_WORDS} words): {', '.join(short)}" if short else "")))
     return lines
 
 
@@ -200,13 +214,25 @@ def _tfrecord_lines(out: Path, metrics: dict) -> list[tuple[bool, str, str]]:
     lines = [(report.ok, "TFRecords verify",
               f"{report.records_checked:,} records in {report.shards_checked} shards"
               + ("" if report.ok else f"; {len(report.problems)} problems, first: {report.problems[0]}"))]
-    expected = {split: _csv_hashes_and_labels(out / f"{split}.csv") for split in ("train", "test")}
     stored = _record_hashes_and_labels(folder)
-    matching = sum(sum((expected[split] & stored.get(split, collections.Counter())).values()) for split in expected)
-    total = sum(sum(counter.values()) for counter in expected.values())
-    same = all(stored.get(split) == expected[split] for split in expected)
-    lines.append((same, "TFRecords hold the labels of train.csv and test.csv",
-                  f"{matching} of {total} photos with the same label in the same split"))
+    if all(_photos_present(out / f"{split}.csv") for split in ("train", "test")):
+        expected = {split: _csv_hashes_and_labels(out / f"{split}.csv") for split in ("train", "test")}
+        matching = sum(sum((expected[split] & stored.get(split, collections.Counter())).values())
+                       for split in expected)
+        total = sum(sum(counter.values()) for counter in expected.values())
+        same = all(stored.get(split) == expected[split] for split in expected)
+        lines.append((same, "TFRecords hold the labels of train.csv and test.csv",
+                      f"{matching} of {total} photos with the same label in the same split"))
+    else:  # a folder handed in without its photos: only the labels per split can be compared
+        expected = {split: collections.Counter((None, label) for _, label in _csv_rows(out / f"{split}.csv"))
+                    for split in ("train", "test")}
+        labels_of = {split: collections.Counter(label for _, label in counter.elements())
+                     for split, counter in stored.items()}
+        same = all(labels_of.get(split) == collections.Counter(label for _, label in expected[split].elements())
+                   for split in expected)
+        lines.append((same, "TFRecords hold the labels of train.csv and test.csv",
+                      "the photos the CSV files name are not on this machine, so only the label counts per split "
+                      "were compared: " + ("the same" if same else "they differ")))
     yielded = (metrics.get("results", {}).get("tfrecord") or {}).get("labels_yielded")
     if yielded is None:
         lines.append((False, "TFRecord pipeline yields the labels of the files", "the TFRecord pipeline did not run"))
@@ -219,6 +245,16 @@ def _tfrecord_lines(out: Path, metrics: dict) -> list[tuple[bool, str, str]]:
         lines.append((same, "TFRecord pipeline yields the labels of the files",
                       detail + (" per class, as in the CSV files" if same else "; counts per class differ")))
     return lines
+
+
+def _csv_rows(path: Path) -> list[tuple[str, int]]:
+    from common import datasets
+
+    return datasets.read_csv(path) if path.is_file() else []
+
+
+def _photos_present(path: Path) -> bool:
+    return all(Path(image).is_file() for image, _ in _csv_rows(path))
 
 
 def _csv_hashes_and_labels(path: Path) -> collections.Counter:

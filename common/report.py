@@ -139,6 +139,7 @@ def _to_json(value: Any) -> Any:
 
 RUN_STATE = "run.json"
 RESUME_FOLDER = ".resume"
+PREVIOUS_FOLDER = "previous"  # where a complete run replaced by one with other settings is kept
 # Flags that say where a run writes or how it starts, not what it computes: a run with
 # another --out or --fresh is still the same run.
 NOT_FINGERPRINTED = ("out", "fresh")
@@ -220,13 +221,20 @@ class Run:
             print(f"resuming the {previous.get('status', 'stopped')} run in {self.out} (finished parts: {done}); "
                   f"add --fresh to start over")
         else:
-            if previous:
-                self._forget(previous, fresh)
+            # A new run: what an older one left in --out is replaced only once this run writes
+            # its first output, so a run that stops before that (bad flags, missing data) leaves
+            # the older run's outputs exactly as they were.
+            self._previous, self._fresh = previous, fresh
+            if previous and previous.get("status") != "complete" and not fresh \
+                    and previous.get("fingerprint") != self.fingerprint:
+                changed = _changed_settings(previous.get("settings", {}), self.settings)
+                print(f"{self.out} holds an unfinished run with other settings ({changed}): starting over")
             self.state = {"script": script, "fingerprint": self.fingerprint, "settings": self.settings,
                           "parts": {}, "files": []}
         self.state.update(status="running", pid=os.getpid(), started=time.strftime("%Y-%m-%d %H:%M:%S"))
-        self._save_state()
-        self._write_status_metrics("running")
+        self._begun = False
+        if self.resumed_parts or previous is self.state:
+            self._begin()
         self._handles_signals = not _running_in_jupyter()
         if self._handles_signals:
             _install_interrupt_handlers(self)
@@ -234,8 +242,20 @@ class Run:
             _mark_stopped_cells(self)
 
     # -- outputs ------------------------------------------------------------
+    def _begin(self) -> None:
+        """Take over ``--out``: put the older run's files aside, write ``run.json`` and the status."""
+        if self._begun:
+            return
+        self._begun = True
+        previous = getattr(self, "_previous", None)
+        if previous:
+            self._forget(previous, self._fresh)
+        self._save_state()
+        self._write_status_metrics("running")
+
     def path(self, name: str) -> Path:
         """``out / name``, recorded in the manifest as written by this run (parent folders made)."""
+        self._begin()
         path = self.out / name
         path.parent.mkdir(parents=True, exist_ok=True)
         if name not in self.state["files"]:
@@ -260,6 +280,7 @@ class Run:
 
     def backup_dir(self, part: str) -> Path:
         """A folder under ``out/.resume`` for a part's checkpoints (removed by :meth:`finish`)."""
+        self._begin()
         folder = self.out / RESUME_FOLDER / part
         folder.mkdir(parents=True, exist_ok=True)
         return folder
@@ -280,6 +301,7 @@ class Run:
 
     def complete(self, part: str, result: dict) -> dict:
         """Record that ``part`` finished with ``result`` (a JSON-able dict); returns ``result``."""
+        self._begin()
         self.state["parts"][part] = {"status": "complete", "result": _jsonable(result)}
         self.current_part = None
         self._save_state()
@@ -288,6 +310,7 @@ class Run:
 
     def skip(self, part: str, reason: str) -> None:
         """Record that ``part`` was not run, and print ``reason`` on one line."""
+        self._begin()
         self.state["parts"][part] = {"status": "skipped", "reason": reason}
         self._save_state()
         print(f"{part}: skipped ({reason})")
@@ -346,7 +369,13 @@ class Run:
         return line
 
     def stop(self, status: str, why: str) -> None:
-        """Mark the run as ``status`` ("interrupted" or "failed"), saying ``why``; outputs stay."""
+        """Mark the run as ``status`` ("interrupted" or "failed"), saying ``why``; outputs stay.
+
+        A run that had written nothing yet leaves ``--out`` untouched (an older run's
+        outputs stay as they were).
+        """
+        if not self._begun:
+            return
         self.state["status"] = status
         self.state["stopped_in"] = self.current_part
         self.state["why"] = why
@@ -371,14 +400,30 @@ class Run:
         write_json(self.out / RUN_STATE, self.state)
 
     def _forget(self, previous: dict, fresh: bool) -> None:
-        """Delete what an older run wrote (its manifest's files only), so nothing stale looks current."""
-        if previous.get("status") != "complete" and not fresh:
-            changed = _changed_settings(previous.get("settings", {}), self.settings)
-            print(f"{self.out} holds an unfinished run with other settings ({changed}): starting over")
-        for name in previous.get("files", []):
+        """Clear what an older run wrote (its manifest's files only), so nothing stale looks current.
+
+        A *complete* run with other settings (say the real run, before a quick one into
+        the same folder) is moved to ``out/previous/`` rather than deleted; anything else
+        of it is deleted. Files the manifest does not list are never touched.
+        """
+        changed = _changed_settings(previous.get("settings", {}), self.settings)
+        keep = previous.get("status") == "complete" and previous.get("fingerprint") != self.fingerprint
+        kept = self.out / PREVIOUS_FOLDER
+        if keep:
+            shutil.rmtree(kept, ignore_errors=True)
+            print(f"{self.out} holds a complete run with other settings ({changed}): its files are moved to "
+                  f"{kept}/")
+        out = self.out.resolve()
+        for name in [*previous.get("files", []), RUN_STATE]:
             candidate = (self.out / name).resolve()
-            if self.out.resolve() in candidate.parents:
-                candidate.unlink(missing_ok=True)
+            if out not in candidate.parents or not candidate.is_file():
+                continue
+            if keep:
+                target = kept / name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(candidate, target)
+            else:
+                candidate.unlink()
         shutil.rmtree(self.out / RESUME_FOLDER, ignore_errors=True)
 
 
@@ -406,9 +451,25 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=_to_json))
 
 
+def _tf_config() -> dict:
+    """``TF_CONFIG`` as a dict, or a clear error when it is not the JSON object TensorFlow expects."""
+    from common.errors import UserError
+
+    text = os.environ.get("TF_CONFIG") or "{}"
+    try:
+        config = json.loads(text)
+    except ValueError as error:
+        raise UserError(f"TF_CONFIG is not valid JSON ({error}): expected something like "
+                        '{"cluster": {"worker": ["host-a:23456", "host-b:23456"]}, "task": {"type": "worker", '
+                        '"index": 0}} (README: Scaling out)') from None
+    if not isinstance(config, dict) or not isinstance(config.get("task", {}), dict):
+        raise UserError(f"TF_CONFIG must be a JSON object with 'cluster' and 'task', got {text[:200]}")
+    return config
+
+
 def _tf_config_is_chief() -> bool:
     """True unless ``TF_CONFIG`` makes this process a non-chief worker (no TensorFlow needed)."""
-    config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    config = _tf_config()
     task = config.get("task", {})
     if not task or task.get("type") == "chief":
         return True
@@ -416,7 +477,7 @@ def _tf_config_is_chief() -> bool:
 
 
 def _tf_config_task() -> dict:
-    return json.loads(os.environ.get("TF_CONFIG") or "{}").get("task", {})
+    return _tf_config().get("task", {})
 
 
 def _running_in_jupyter() -> bool:

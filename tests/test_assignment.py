@@ -164,11 +164,11 @@ def test_starter_runs_offline_skips_what_is_not_written_and_fails_the_check(star
     _, _, out, result = starter
     assert result.returncode == 1, result.stdout[-4000:] + result.stderr[-3000:]
     assert "Traceback" not in result.stderr
-    for line in ("augmentation: skipped (TODO 2: the augmentation pipeline is not written yet)",
-                 "optimized: skipped (TODO 3: the optimized pipeline is not written yet)",
-                 "tfrecords: skipped (TODO 4: the TFRecords is not written yet)",
+    for line in ("augmentation: skipped (TODO 2 not written yet: the augmentation pipeline)",
+                 "optimized: skipped (TODO 3 not written yet: the optimized pipeline)",
+                 "tfrecords: skipped (TODO 4 not written yet: the TFRecords)",
                  "tfrecord: skipped (it needs TODO 4: the TFRecords)",
-                 "augmentation_examples.png: skipped (TODO 1: the augmentation map is not written yet)"):
+                 "augmentation_examples.png: skipped (TODO 1 not written yet: the augmentation map)"):
         assert line in result.stdout, line
     assert (out / "timeline_naive.png").is_file()  # day one: the naive baseline and its timeline
     analysis = (out / "analysis.md").read_text()

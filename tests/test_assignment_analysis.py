@@ -179,18 +179,18 @@ def test_rubric_of_a_starter_like_folder_fails_and_says_what_is_missing(tmp_path
     (tmp_path / "metrics.json").write_text(json.dumps({
         "status": "complete",
         "parts": {"naive": "complete", "augmentation": "skipped", "tfrecords": "skipped"},
-        "skipped": {"augmentation": "TODO 2: the augmentation pipeline is not written yet",
-                    "tfrecords": "TODO 4: the TFRecords is not written yet"},
+        "skipped": {"augmentation": "TODO 2 not written yet: the augmentation pipeline",
+                    "tfrecords": "TODO 4 not written yet: the TFRecords"},
         "results": {"naive": {"seconds": 4.0, "input_wait_share": 0.4}},
         "answers": {"summary": "too short"},
     }))
     lines = {requirement: (passed, measured) for passed, requirement, measured in assignment_check.grade(tmp_path)}
     assert lines["the run finished"][0] and lines["naive pipeline implemented"][0]
-    assert lines["augmentation pipeline implemented"] == (False, "TODO 2: the augmentation pipeline is not "
-                                                                 "written yet")
+    assert lines["augmentation pipeline implemented"] == (False, "TODO 2 not written yet: the augmentation "
+                                                                 "pipeline")
     assert not lines["TFRecords verify"][0] and "TODO 4" in lines["TFRecords verify"][1]
     assert lines["every analysis question answered"] == (
-        False, "0 of 5; not yet: summary, accuracy, time, bottleneck, tfrecord")
+        False, "0 of 5; not yet (or under 12 words): summary, accuracy, time, bottleneck, tfrecord")
     text = assignment_check.format_rubric(assignment_check.grade(tmp_path), tmp_path)
     assert "FAIL" in text and text.splitlines()[-1].startswith("2 of 11 pass")
 

@@ -28,8 +28,8 @@ def read(path):
 
 def test_status_goes_running_then_complete_and_manifest_lists_files(tmp_path):
     run = report.Run(config(tmp_path), "demo", chief=True)
-    assert read(tmp_path / "metrics.json")["status"] == "running"
     run.write_json("table.json", {"a": 1})
+    assert read(tmp_path / "metrics.json")["status"] == "running"
     run.write_text("notes.md", "hello")
     run.complete("part one", {"accuracy": 0.5})
     assert read(tmp_path / "metrics.json")["finished_parts"] == ["part one"]
@@ -65,10 +65,11 @@ def test_other_settings_or_fresh_start_over_and_delete_only_old_files(tmp_path, 
     second = report.Run(config(tmp_path, epochs=5), "demo", chief=True)
     assert "--epochs 2 -> 5" in capsys.readouterr().out
     assert second.finished("naive") is None
-    assert not (tmp_path / "old_figure.png").exists()
-    assert (tmp_path / "mine.txt").exists()
+    assert (tmp_path / "old_figure.png").exists()  # nothing is cleared before this run writes
 
     second.complete("naive", {"seconds": 1.0})
+    assert not (tmp_path / "old_figure.png").exists()
+    assert (tmp_path / "mine.txt").exists()
     second.stop("interrupted", "Ctrl-C")
     third = report.Run(config(tmp_path, epochs=5, fresh=True), "demo", chief=True)
     assert third.finished("naive") is None
@@ -166,6 +167,7 @@ def test_ctrl_c_swallowed_by_a_finalizer_still_stops_the_run(tmp_path):
         sys.path.insert(0, {str(REPO_ROOT)!r})
         from common import report
         run = report.Run(argparse.Namespace(out={str(tmp_path / 'out')!r}, fresh=False), "swallowed", chief=True)
+        run.write_text("started.txt", "a first output")
         class Finalised:
             def __del__(self):
                 os.kill(os.getpid(), signal.SIGINT)
@@ -180,3 +182,29 @@ def test_ctrl_c_swallowed_by_a_finalizer_still_stops_the_run(tmp_path):
     assert result.returncode == 130 and time.monotonic() - started < 20
     assert "interrupted by Ctrl-C" in result.stderr
     assert read(tmp_path / "out" / "metrics.json")["status"] == "interrupted"
+
+
+def test_a_run_that_stops_before_writing_leaves_the_older_run_as_it_was(tmp_path):
+    first = report.Run(config(tmp_path), "demo", chief=True)
+    first.write_text("figure.png", "real run")
+    first.finish({"accuracy": 0.9}, {})
+    before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+    second = report.Run(config(tmp_path, epochs=1), "demo", chief=True)  # e.g. its --data-dir is wrong
+    second.stop("failed", "UserError: no photos in --data-dir")
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before
+
+
+def test_a_complete_run_with_other_settings_is_moved_to_previous(tmp_path, capsys):
+    first = report.Run(config(tmp_path), "demo", chief=True)
+    first.write_text("figure.png", "real run")
+    first.write_text("sub/table.md", "table")
+    first.finish({"accuracy": 0.9}, {})
+    second = report.Run(config(tmp_path, epochs=1), "demo", chief=True)
+    second.write_text("figure.png", "quick run")
+    assert "moved to" in capsys.readouterr().out
+    assert (tmp_path / "previous" / "figure.png").read_text() == "real run"
+    assert (tmp_path / "previous" / "sub" / "table.md").read_text() == "table"
+    assert read(tmp_path / "previous" / "metrics.json")["status"] == "complete"
+    assert not (tmp_path / "sub" / "table.md").exists()
+    second.finish({}, {})
+    assert "previous" not in "".join(read(tmp_path / "run.json")["files"])

@@ -129,11 +129,24 @@ Run `python assignment_wildlife.py --check` before you hand in: every line shoul
 """
 
 
+HANDOUT_MARK = ".handout"  # marks a folder this command wrote, the only kind --overwrite replaces
+
+
 def make_handout(out_dir: str | Path, *, overwrite: bool = False) -> tuple[Path, Path]:
     """Write the handout folder ``out_dir`` and ``out_dir.zip``; returns both paths."""
     out_dir = Path(out_dir).resolve()
-    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
-        raise SystemExit(f"error: {out_dir} exists and is not empty; choose a new folder or pass --overwrite")
+    repository = REPO_ROOT.resolve()
+    if out_dir == repository or out_dir in repository.parents or repository in out_dir.parents:
+        raise SystemExit(f"error: {out_dir} is, holds or lies inside the repository {repository}: write the "
+                         "handout to a folder outside it (for example ../handout)")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise SystemExit(f"error: {out_dir} is a file; give a folder name for the handout")
+    if out_dir.exists() and any(out_dir.iterdir()):
+        if not overwrite:
+            raise SystemExit(f"error: {out_dir} exists and is not empty; choose a new folder or pass --overwrite")
+        if not (out_dir / HANDOUT_MARK).is_file():
+            raise SystemExit(f"error: {out_dir} is not a handout this command wrote (no {HANDOUT_MARK}): "
+                             "--overwrite replaces only such a folder; choose a new folder")
     solution = (REPO_ROOT / SCRIPT).read_text(encoding="utf-8")
     starter = strip_solutions(solution)
     todos = "\n".join(f"- {title}" for _, _, title in _fences(solution) if title)
@@ -149,12 +162,19 @@ def make_handout(out_dir: str | Path, *, overwrite: bool = False) -> tuple[Path,
             shutil.rmtree(staging / left_out, ignore_errors=True)
         shutil.copy2(REPO_ROOT / "requirements.txt", staging / "requirements.txt")
         (staging / "README.md").write_text(STUDENT_README.format(todos=todos), encoding="utf-8")
+        (staging / ".gitignore").write_text("outputs/\n__pycache__/\n", encoding="utf-8")
+        (staging / HANDOUT_MARK).write_text("written by python -m common.solution.handout; --overwrite may "
+                                            "replace this folder\n", encoding="utf-8")
+        staging.chmod(0o755)  # mkdtemp makes it private to its owner
         if out_dir.exists():
             shutil.rmtree(out_dir)
         staging.rename(out_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    zip_path = Path(shutil.make_archive(str(out_dir), "zip", root_dir=out_dir.parent, base_dir=out_dir.name))
+    # The zip under a temporary name first: an interrupted run never leaves half a zip.
+    partial = Path(shutil.make_archive(str(out_dir.parent / f".{out_dir.name}.partial"), "zip",
+                                       root_dir=out_dir.parent, base_dir=out_dir.name))
+    zip_path = partial.replace(out_dir.with_name(out_dir.name + ".zip"))
     return out_dir, zip_path
 
 

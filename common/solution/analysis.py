@@ -94,8 +94,18 @@ def accuracy(measured: dict) -> str:
     others = {name: row["test_accuracy"] for name, row in ran.items() if name not in ("naive", "augmentation")}
     if others:
         text += (" The optimized runs apply the same augmentation (" + ", ".join(
-            f"{name} {value:.3f}" for name, value in others.items()) + "); they differ from it only by the "
-                 "order of the photos and the random draws.")
+            f"{name} {value:.3f}" for name, value in others.items()) + "), in another order and with other "
+                 "random draws")
+        spread = max(abs(value - augmented) for value in others.values())
+        one_run_noise = ACCURACY_STANDARD_ERRORS * math.sqrt(
+            2 * max(augmented * (1 - augmented), 1e-9) / max(measured["test_images"], 1))
+        if spread <= one_run_noise:
+            text += ": their accuracies agree with it within the noise."
+        else:
+            text += (f": one of them differs from it by {spread:.3f}, more than the noise ({one_run_noise:.3f}). "
+                     "The same model trained the same way should not differ by that much; on this few test "
+                     "photos and epochs a run can still land far from another by chance, so run again (or with "
+                     "more epochs) before concluding that a pipeline changes what the model learns.")
     return text
 
 

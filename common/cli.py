@@ -129,11 +129,12 @@ def parse(parser: argparse.ArgumentParser, notebook_args: str = "",
     if getattr(config, "data_dir", None) is not None:
         config.data_dir = config.data_dir.expanduser()
         if not config.data_dir.exists():
-            parser.error(f"--data-dir {config.data_dir} does not exist")
+            raise UserError(f"--data-dir {config.data_dir} does not exist: give the folder that holds the "
+                            "dataset files (README: Data)")
     seed_everything(config.seed)
     config.out = config.out.expanduser()
     if config.out.exists() and not config.out.is_dir():
-        parser.error(f"--out {config.out} is a file; give a folder for the outputs (new or existing)")
+        raise UserError(f"--out {config.out} is a file; give a folder for the outputs (new or existing)")
     config.out.mkdir(parents=True, exist_ok=True)
     return config
 
@@ -235,6 +236,8 @@ class _QuietLoader(importlib.abc.Loader):
         with _stderr_to_file() as captured:
             try:
                 self.loader.exec_module(module)
+            except KeyboardInterrupt:  # Ctrl-C while importing: the start-up notices would only bury its line
+                raise
             except BaseException:
                 captured.replay_all = True
                 raise

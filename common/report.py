@@ -492,9 +492,11 @@ def _install_interrupt_handlers(run: Run) -> None:
         part = f" during {run.current_part}" if run.current_part else ""
         run.stop("interrupted", f"{what}{part}")
         sys.stdout.flush()
+        finished = [name for name, record in run.state["parts"].items() if record["status"] == "complete"]
+        kept = (f"finished parts ({', '.join(finished)}) are kept in {run.out}" if finished
+                else "nothing had finished yet" if run._begun else f"nothing was written to {run.out}")
         print(f"\n{run.script}: interrupted by {what}{part} after {run.clock.seconds:.0f} s; "
-              f"run the same command again to resume (finished parts are kept in {run.out}).",
-              file=sys.stderr, flush=True)
+              f"run the same command again to resume ({kept}).", file=sys.stderr, flush=True)
         os._exit(143 if what == "SIGTERM" else 130)  # skip TensorFlow's slow, noisy teardown
 
     def exit_if_swallowed(what: str) -> None:

@@ -39,10 +39,11 @@ def test_bad_values_exit_with_a_usage_message(arguments, capsys):
     assert "error:" in capsys.readouterr().err
 
 
-def test_missing_data_dir_is_an_error(tmp_path, capsys):
-    with pytest.raises(SystemExit):
+def test_missing_data_dir_is_an_error(tmp_path):
+    from common.errors import UserError
+
+    with pytest.raises(UserError, match="does not exist"):  # one paragraph (exit 2), no usage block
         cli.parse(make(), argv=["--data-dir", str(tmp_path / "absent")])
-    assert "does not exist" in capsys.readouterr().err
 
 
 def test_flags_can_be_left_out():

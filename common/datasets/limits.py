@@ -70,6 +70,8 @@ def limit_indices(y_train, y_test, limit: int | None, seed: int = 0, *, name: st
         ``limit`` leaves a class (one that the full split has) without a training or a test image.
     """
     y_train, y_test = np.asarray(y_train), np.asarray(y_test)
+    if limit is not None and limit >= len(y_train):
+        print(f"--limit {limit}: {name} has {len(y_train):,} training images, so all of them are used")
     if limit is None or limit >= len(y_train):
         return None
     train_counts = np.unique(y_train, return_counts=True)[1]

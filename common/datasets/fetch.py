@@ -58,8 +58,15 @@ def fetch_all(folder: str | os.PathLike, weights: bool = False) -> list[dict]:
         print(f"{status:>32}  {remote.path}", flush=True)
     if failures:
         kept = "The others are complete and checked; run" if results else "Run"
+        if os.environ.get("LAB_OFFLINE") == "1":
+            advice = "LAB_OFFLINE=1 is set, which refuses downloads: unset it, then run the same command again."
+        elif os.environ.get("LAB_DATA_MIRROR"):
+            advice = (f"Every file came from the mirror LAB_DATA_MIRROR={os.environ['LAB_DATA_MIRROR']}: check that "
+                      "it serves good copies under the same names (or unset it), then run the same command again.")
+        else:
+            advice = f"{kept} the same command again to retry."
         raise UserError(f"fetch could not get {len(failures)} of {len(keys)} files into {folder}:\n  "
-                        + "\n  ".join(failures) + f"\n{kept} the same command again to retry.")
+                        + "\n  ".join(failures) + f"\n{advice}")
     return results
 
 

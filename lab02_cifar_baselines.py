@@ -167,9 +167,10 @@ def evaluate(slug: str, name: str, model) -> None:
     if result is None:
         clock = report.Stopwatch()
         cpu_start = time.process_time()  # CPU seconds stay comparable when other jobs share the machine
-        model.fit(hog_train, data.y_train)
+        # In a helper thread: scikit-learn's C code would hold a Ctrl-C back until the fit ends.
+        report.interruptible(model.fit, hog_train, data.y_train)
         fit_seconds = clock.seconds
-        predicted = model.predict(hog_test)
+        predicted = report.interruptible(model.predict, hog_test)
         seconds, cpu_seconds = clock.seconds, time.process_time() - cpu_start
         figure = plots.confusion_matrix_figure(data.y_test, predicted, data.class_names, title=f"{name} on {CIFAR}")
         run.save_figure(figure, f"confusion_{slug}.png")

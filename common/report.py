@@ -664,3 +664,30 @@ class _LoggedProgress:
 def count(number: int, noun: str) -> str:
     """``count(1, "epoch")`` -> ``"1 epoch"``, ``count(3, "epoch")`` -> ``"3 epochs"``."""
     return f"{number:,} {noun}" + ("" if number == 1 else "s")
+
+
+def interruptible(function, *args, **kwargs):
+    """``function(*args, **kwargs)``, run in a helper thread so that Ctrl-C stops the run at once.
+
+    Long C loops (scikit-learn's libsvm, for one) only let Python see Ctrl-C when they
+    return, minutes later. Here the main thread waits in short steps, so the interrupt
+    is handled as usual (the run's handler exits the process, helper thread and all).
+    Returns what ``function`` returns and raises what it raises.
+    """
+    import threading
+
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = function(*args, **kwargs)
+        except BaseException as error:  # handed to the caller below
+            outcome["error"] = error
+
+    worker = threading.Thread(target=target, name=getattr(function, "__name__", "work"), daemon=True)
+    worker.start()
+    while worker.is_alive():
+        worker.join(timeout=0.2)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("value")

@@ -208,3 +208,31 @@ def test_a_complete_run_with_other_settings_is_moved_to_previous(tmp_path, capsy
     assert not (tmp_path / "sub" / "table.md").exists()
     second.finish({}, {})
     assert "previous" not in "".join(read(tmp_path / "run.json")["files"])
+
+
+def test_interruptible_returns_and_raises_like_the_call():
+    assert report.interruptible(sum, [1, 2, 3]) == 6
+    with pytest.raises(ZeroDivisionError):
+        report.interruptible(lambda: 1 / 0)
+
+
+def test_ctrl_c_stops_a_long_call_at_once(tmp_path):
+    script = tmp_path / "long_call.py"
+    script.write_text(textwrap.dedent(f"""
+        import argparse, sys, time
+        sys.path.insert(0, {str(REPO_ROOT)!r})
+        from common import report
+        run = report.Run(argparse.Namespace(out={str(tmp_path / 'out')!r}, fresh=False), "long", chief=True)
+        run.write_text("started.txt", "x")
+        run.finished("fit")
+        print("ready", flush=True)
+        report.interruptible(time.sleep, 60)  # stands for a C loop that holds Ctrl-C back
+    """))
+    process = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert process.stdout.readline().strip() == "ready"
+    started = time.monotonic()
+    os.kill(process.pid, signal.SIGINT)
+    _, stderr = process.communicate(timeout=20)
+    assert process.returncode == 130 and time.monotonic() - started < 5
+    assert "during fit" in stderr

@@ -48,7 +48,7 @@ from .encode import (
     stored_jpeg_bytes,
 )
 from .errors import ImageWriteError, OutputFolderError, SourceChangedError, SourceFolderError, option_name
-from .record_io import frame_record, serialize_example
+from .record_io import frame_record, iter_file_records, parse_example_bytes, serialize_example
 from .scan import scan_images
 from .sidecar import (
     FEATURES,
@@ -563,6 +563,12 @@ def _inspect_output_folder(out):
     names = sorted(os.listdir(out))
     # A file browser's .DS_Store or Thumbs.db is neither ours nor in the way: left alone.
     foreign = [name for name in names if not is_our_file(name) and name not in OS_METADATA_NAMES]
+    # A file merely named like a shard is ours only when a record of ours lists it, or when it
+    # holds records of our layout (a shard renamed into place just before a crash).
+    listed = _listed_shards(out)
+    foreign += [name for name in names
+                if parse_shard_name(name) and name not in listed and not _holds_our_records(os.path.join(out, name))]
+    foreign.sort()
     if foreign:
         shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
         raise OutputFolderError(
@@ -597,6 +603,31 @@ def _inspect_output_folder(out):
             earlier = {}
     earlier.update(_read_progress(out))
     return earlier, finished_shards
+
+
+def _listed_shards(out):
+    """Names of the shards that OUT's sidecar (when ours) and progress file list."""
+    listed = set(_read_progress(out))
+    path = os.path.join(out, SIDECAR_NAME)
+    if os.path.exists(path) and is_tfrecord_tools_sidecar(path):
+        try:
+            with open(path, encoding="utf-8") as handle:
+                sidecar = json.load(handle)
+            listed.update(shard["file"] for split in sidecar["splits"].values() for shard in split["shards"])
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            pass
+    return listed
+
+
+def _holds_our_records(path):
+    """True when the file's first record is intact and holds every feature that ``write`` stores."""
+    try:
+        with open(path, "rb") as handle:
+            for _, _, record in iter_file_records(handle, check_crc=True):
+                return set(FEATURES) <= set(parse_example_bytes(record))
+    except (OSError, ValueError):
+        return False
+    return False  # no record at all: every shard we write holds at least one
 
 
 def _remove_leftovers(out, keep):

@@ -1,0 +1,43 @@
+"""Tests of tfrecord_tools against the second review: each fails on the version before its fix."""
+
+import shutil
+
+import pytest
+from test_tfrecord_tools import make_class_folder, write
+
+import tfrecord_tools
+from tfrecord_tools.__main__ import main
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A small finished dataset (train and test), written once for the module."""
+    root = tmp_path_factory.mktemp("finished")
+    source = make_class_folder(root / "photos", per_class=3)
+    write(source, root / "out1", num_shards=1)
+    return source, root / "out1"
+
+
+def test_rerun_refuses_files_merely_named_like_shards(finished, tmp_path):
+    source, out1 = finished
+    out = tmp_path / "ow6"
+    shutil.copytree(out1, out)
+    (out / "validation.tfrecord-00000-of-00001").write_text("precious\n")
+    (out / "test.tfrecord-00007-of-00009").write_text("precious\n")
+    for overwrite in (False, True):
+        with pytest.raises(tfrecord_tools.OutputFolderError,
+                           match=r"did not write \(test.tfrecord-00007-of-00009, validation.tfrecord-00000-of-00001\)"):
+            write(source, out, num_shards=1, overwrite=overwrite)
+        assert (out / "validation.tfrecord-00000-of-00001").read_text() == "precious\n"
+        assert (out / "test.tfrecord-00007-of-00009").read_text() == "precious\n"
+
+
+def test_an_unlisted_shard_of_ours_is_still_ours(finished, tmp_path):
+    # A shard renamed into place just before a crash is in no list, but holds our records.
+    source, out1 = finished
+    out = tmp_path / "out"
+    shutil.copytree(out1, out)
+    shard = next(out.glob("train.tfrecord-*"))
+    shutil.copy(shard, out / "validation.tfrecord-00000-of-00001")
+    write(source, out, num_shards=1)
+    assert not (out / "validation.tfrecord-00000-of-00001").exists()

@@ -41,3 +41,28 @@ def test_an_unlisted_shard_of_ours_is_still_ours(finished, tmp_path):
     shutil.copy(shard, out / "validation.tfrecord-00000-of-00001")
     write(source, out, num_shards=1)
     assert not (out / "validation.tfrecord-00000-of-00001").exists()
+
+
+def test_contact_sheet_never_replaces_a_file_that_is_not_one(finished, tmp_path):
+    from tfrecord_tools import info
+
+    source, out = finished
+    photo = next(source.rglob("*.jpg"))
+    before = photo.read_bytes()
+    with pytest.raises(tfrecord_tools.TFRecordToolsError, match="inside the dataset's source folder"):
+        info.contact_sheet(out, photo, overwrite=True)
+    with pytest.raises(tfrecord_tools.TFRecordToolsError, match="inside the dataset's source folder"):
+        info.contact_sheet(out, source / "sheet.png")
+    assert photo.read_bytes() == before and not (source / "sheet.png").exists()
+
+    precious = tmp_path / "holiday.jpg"
+    precious.write_bytes(before)
+    assert main(["info", str(out), "--contact-sheet", str(precious)]) == 1
+    assert precious.read_bytes() == before
+    # A sheet saved earlier (PNG or JPEG) is replaced without a word; a foreign file only with --overwrite.
+    for name in ("sheet.png", "sheet.jpg"):
+        info.contact_sheet(out, tmp_path / name)
+        assert info._is_our_sheet(tmp_path / name)
+        info.contact_sheet(out, tmp_path / name)
+    assert main(["info", str(out), "--contact-sheet", str(precious), "--overwrite"]) == 0
+    assert precious.read_bytes() != before

@@ -164,6 +164,9 @@ def build_parser():
     info.add_argument("--max-classes", type=_positive_int, default=None,
                       help="draw only the first this many classes (default all)")
     info.add_argument("--thumbnail-px", type=_positive_int, default=96, help="cell size on the sheet (default 96)")
+    info.add_argument("--overwrite", action="store_true",
+                      help="let --contact-sheet replace an existing file that is no contact sheet of ours "
+                      "(never one inside the source folder)")
     info.add_argument("--json", action="store_true", help="print the information as JSON")
     return parser
 
@@ -196,7 +199,7 @@ def _run(arguments):
     if arguments.contact_sheet:
         path = contact_sheet(arguments.out, arguments.contact_sheet, split=arguments.split,
                              per_class=arguments.per_class, thumbnail_px=arguments.thumbnail_px,
-                             max_classes=arguments.max_classes)
+                             max_classes=arguments.max_classes, overwrite=arguments.overwrite)
         # With --json, stdout holds the JSON alone, so that it can be piped to a parser.
         print(f"contact sheet: {path}", file=sys.stderr if arguments.json else sys.stdout)
     return 0

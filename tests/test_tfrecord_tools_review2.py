@@ -66,3 +66,30 @@ def test_contact_sheet_never_replaces_a_file_that_is_not_one(finished, tmp_path)
         info.contact_sheet(out, tmp_path / name)
     assert main(["info", str(out), "--contact-sheet", str(precious), "--overwrite"]) == 0
     assert precious.read_bytes() != before
+
+
+@pytest.mark.parametrize("arguments, expected", [
+    (["--val-fraction", "0.5", "--test-fraction", "0.5"], "--test-fraction 0.5 + --val-fraction 0.5 must be below 1"),
+    (["--val-fraction", "0.9"], "--test-fraction 0.2 + --val-fraction 0.9 must be below 1"),
+    (["--max-side", "100000"], "--max-side: expected at most 65500 pixels"),
+])
+def test_out_of_range_arguments_are_one_line_usage_errors(tmp_path, capsys, arguments, expected):
+    with pytest.raises(SystemExit) as stopped:
+        main(["write", str(tmp_path), str(tmp_path / "out"), *arguments])
+    assert stopped.value.code == 2
+    error = capsys.readouterr().err
+    assert expected in error and "Traceback" not in error
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_range_error_the_library_finds_is_a_usage_error_too(tmp_path, capsys, monkeypatch):
+    from tfrecord_tools import __main__ as command_line
+
+    monkeypatch.setattr(command_line, "_max_side", int)  # past argparse's check, to the library's own
+    with pytest.raises(SystemExit) as stopped:
+        main(["write", str(tmp_path), str(tmp_path / "out"), "--max-side", "70000", "--no-progress"])
+    assert stopped.value.code == 2
+    error = capsys.readouterr().err
+    assert "--max-side must be a whole number of pixels in [1, 65500]" in error and "Traceback" not in error
+    with pytest.raises(ValueError, match=r"max_side must be"):
+        write(tmp_path, tmp_path / "out", max_side=70000)

@@ -28,7 +28,7 @@ import signal
 import sys
 
 from . import __version__, errors
-from .errors import TFRecordToolsError, VerifyError
+from .errors import OptionError, TFRecordToolsError, VerifyError
 
 _WRITE_EXAMPLE = """example:
   python -m tfrecord_tools write oregon_wildlife wildlife_tfrecords --test-fraction 0.2 --seed 0 --workers 2
@@ -86,6 +86,16 @@ def _size(text):
     return value
 
 
+def _max_side(text):
+    from .write import MAX_SIDE_LIMIT
+
+    value = _positive_int(text)
+    if value > MAX_SIDE_LIMIT:
+        raise argparse.ArgumentTypeError(f"expected at most {MAX_SIDE_LIMIT} pixels (the largest JPEG side), "
+                                         f"got {value}")
+    return value
+
+
 def _quality(text):
     value = _positive_int(text)
     if value > 95:
@@ -128,7 +138,7 @@ def build_parser():
                        "bad image")
     write.add_argument("--max-pixels", type=_positive_int, default=None,
                        help="reject images with more pixels, before decoding (default 100,000,000)")
-    write.add_argument("--max-side", type=_positive_int, default=None, metavar="N",
+    write.add_argument("--max-side", type=_max_side, default=None, metavar="N",
                        help="store images with a side over N px resized so that the longer side is N (aspect "
                        "kept, Lanczos), as JPEG at --jpeg-quality; smaller ones as they are. Recorded in "
                        "dataset.json")
@@ -168,6 +178,7 @@ def build_parser():
                       help="let --contact-sheet replace an existing file that is no contact sheet of ours "
                       "(never one inside the source folder)")
     info.add_argument("--json", action="store_true", help="print the information as JSON")
+    parser.command_parsers = {"write": write, "verify": verify, "info": info}
     return parser
 
 
@@ -215,7 +226,14 @@ def _on_sigterm(signum, frame):
 
 def main(argv=None):
     """Run the command line; returns the exit code."""
-    arguments = build_parser().parse_args(argv)
+    parser = build_parser()
+    arguments = parser.parse_args(argv)
+    command_parser = parser.command_parsers[arguments.command]
+    if arguments.command == "write":
+        test_fraction = 0.2 if arguments.test_fraction is None else arguments.test_fraction
+        if test_fraction + (arguments.val_fraction or 0.0) >= 1.0:
+            command_parser.error(f"--test-fraction {test_fraction:g} + --val-fraction {arguments.val_fraction:g} "
+                                 "must be below 1 (training needs images)")
     errors._speaking_to_command_line = True
     previous = None
     try:
@@ -225,6 +243,8 @@ def main(argv=None):
     rerun = " run the same command again to finish (finished shards are kept)" if arguments.command == "write" else ""
     try:
         return _run(arguments)
+    except OptionError as error:  # an argument out of range, found by the library: a usage error
+        command_parser.error(str(error))
     except VerifyError as error:
         print(f"tfrecord_tools {arguments.command}: error: {error}", file=sys.stderr)
         return 1

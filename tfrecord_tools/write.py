@@ -47,7 +47,7 @@ from .encode import (
     ImageCheckError,
     stored_jpeg_bytes,
 )
-from .errors import ImageWriteError, OutputFolderError, SourceChangedError, SourceFolderError, option_name
+from .errors import ImageWriteError, OptionError, OutputFolderError, SourceChangedError, SourceFolderError, option_name
 from .record_io import frame_record, iter_file_records, parse_example_bytes, serialize_example
 from .scan import scan_images
 from .sidecar import (
@@ -68,6 +68,8 @@ from .sidecar import (
 
 #: Default shard size: the tf.data guide suggests files of 100 MB or more.
 DEFAULT_TARGET_SHARD_BYTES = 100 * 1024 * 1024
+#: The longest side --max-side accepts (JPEG cannot store more than 65,535 pixels a side).
+MAX_SIDE_LIMIT = 65_500
 #: Shards per split at least (fewer only when a split has fewer images), so that small
 #: sets are still written in parallel and read with parallel interleave. A constant,
 #: not the worker count: the shards must not depend on the machine that wrote them.
@@ -799,20 +801,25 @@ def _check_options(test_fraction, val_fraction, num_shards, target_shard_bytes, 
     def whole(value):
         return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
-    for name, value in (("test_fraction", test_fraction), ("val_fraction", val_fraction)):
+    def name(keyword):
+        return option_name("--" + keyword.replace("_", "-"), keyword)
+
+    for keyword, value in (("test_fraction", test_fraction), ("val_fraction", val_fraction)):
         if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value < 1.0:
-            raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
+            raise OptionError(f"{name(keyword)} must be a number in [0, 1), got {value!r}")
     if test_fraction + val_fraction >= 1.0:
-        raise ValueError(f"test_fraction + val_fraction must be below 1 (training needs images), got "
-                         f"{test_fraction} + {val_fraction}")
+        raise OptionError(f"{name('test_fraction')} + {name('val_fraction')} must be below 1 (training needs "
+                          f"images), got {test_fraction} + {val_fraction}")
     if num_shards is not None and (not whole(num_shards) or num_shards < 1):
-        raise ValueError(f"num_shards must be a whole number of at least 1, got {num_shards!r}")
+        raise OptionError(f"{name('num_shards')} must be a whole number of at least 1, got {num_shards!r}")
     if not whole(target_shard_bytes) or target_shard_bytes < 1:
-        raise ValueError(f"target_shard_bytes must be a positive whole number, got {target_shard_bytes!r}")
-    if max_side is not None and (not whole(max_side) or not 1 <= max_side <= 65_500):
-        raise ValueError(f"max_side must be a whole number of pixels in [1, 65500], got {max_side!r}")
+        raise OptionError(f"{option_name('--shard-size', 'target_shard_bytes')} must be a positive whole number, "
+                          f"got {target_shard_bytes!r}")
+    if max_side is not None and (not whole(max_side) or not 1 <= max_side <= MAX_SIDE_LIMIT):
+        raise OptionError(f"{name('max_side')} must be a whole number of pixels in [1, {MAX_SIDE_LIMIT}] (the "
+                          f"largest JPEG side), got {max_side!r}")
     if not whole(jpeg_quality) or not 1 <= jpeg_quality <= 95:
-        raise ValueError(f"jpeg_quality must be a whole number in [1, 95], got {jpeg_quality!r}")
+        raise OptionError(f"{name('jpeg_quality')} must be a whole number in [1, 95], got {jpeg_quality!r}")
 
 
 def write_dataset(src, out, *, test_fraction=None, seed=0, num_shards=None, target_shard_bytes=None,

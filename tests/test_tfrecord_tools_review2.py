@@ -93,3 +93,25 @@ def test_a_range_error_the_library_finds_is_a_usage_error_too(tmp_path, capsys, 
     assert "--max-side must be a whole number of pixels in [1, 65500]" in error and "Traceback" not in error
     with pytest.raises(ValueError, match=r"max_side must be"):
         write(tmp_path, tmp_path / "out", max_side=70000)
+
+
+def test_the_package_version_is_defined_once():
+    import tomllib
+    from pathlib import Path
+
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
+    assert "version" not in project and "version" in project["dynamic"]
+    assert project_version_from_setuptools() == tfrecord_tools.__version__
+
+
+def project_version_from_setuptools():
+    import warnings
+    from pathlib import Path
+
+    from setuptools.config.pyprojecttoml import read_configuration
+
+    root = Path(__file__).resolve().parents[1]
+    with warnings.catch_warnings():  # "[tool.setuptools] in pyproject.toml is still beta"
+        warnings.simplefilter("ignore")
+        configuration = read_configuration(root / "pyproject.toml", expand=True)
+    return configuration["project"]["version"]

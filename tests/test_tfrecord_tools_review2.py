@@ -115,3 +115,23 @@ def project_version_from_setuptools():
         warnings.simplefilter("ignore")
         configuration = read_configuration(root / "pyproject.toml", expand=True)
     return configuration["project"]["version"]
+
+
+@pytest.mark.slow
+def test_a_reader_that_stops_early_ends_the_output_quietly(finished):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    _, out = finished
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # like `| head -1` after its line: nobody reads
+    environment = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    try:
+        finished_run = subprocess.run([sys.executable, "-m", "tfrecord_tools", "info", str(out)], stdout=write_end,
+                                      stderr=subprocess.PIPE, text=True, env=environment, timeout=120)
+    finally:
+        os.close(write_end)
+    assert finished_run.returncode == 0, finished_run.stderr
+    assert finished_run.stderr == ""

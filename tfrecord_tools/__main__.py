@@ -24,6 +24,7 @@ import argparse
 import errno
 import json
 import math
+import os
 import signal
 import sys
 
@@ -182,6 +183,18 @@ def build_parser():
     return parser
 
 
+def _print(text, file=None):
+    """print, but a reader that stopped reading (``info OUT | head -1``) ends the output quietly."""
+    file = sys.stdout if file is None else file
+    try:
+        print(text, file=file, flush=True)
+    except BrokenPipeError:
+        # Nothing more can be shown; send the rest (and the flush at exit) nowhere.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, file.fileno())
+        os.close(devnull)
+
+
 def _run(arguments):
     if arguments.command == "write":
         from .encode import DEFAULT_MAX_PIXELS
@@ -195,24 +208,24 @@ def _run(arguments):
             max_side=arguments.max_side, jpeg_quality=arguments.jpeg_quality,
             apply_orientation=arguments.apply_exif_orientation,
         )
-        print(json.dumps(summary, indent=2) if arguments.json else format_summary(summary))
+        _print(json.dumps(summary, indent=2) if arguments.json else format_summary(summary))
         return 0
     if arguments.command == "verify":
         from .verify import verify
 
         report = verify(arguments.out, workers=arguments.workers, raise_on_error=False)
-        print(report.format())
+        _print(report.format())
         return 0 if report.ok else 1
     from .info import contact_sheet, dataset_info, format_info
 
     information = dataset_info(arguments.out)
-    print(json.dumps(information, indent=2) if arguments.json else format_info(information))
+    _print(json.dumps(information, indent=2) if arguments.json else format_info(information))
     if arguments.contact_sheet:
         path = contact_sheet(arguments.out, arguments.contact_sheet, split=arguments.split,
                              per_class=arguments.per_class, thumbnail_px=arguments.thumbnail_px,
                              max_classes=arguments.max_classes, overwrite=arguments.overwrite)
         # With --json, stdout holds the JSON alone, so that it can be piped to a parser.
-        print(f"contact sheet: {path}", file=sys.stderr if arguments.json else sys.stdout)
+        _print(f"contact sheet: {path}", file=sys.stderr if arguments.json else sys.stdout)
     return 0
 
 

@@ -1,5 +1,6 @@
 """Tests of tfrecord_tools against the second review: each fails on the version before its fix."""
 
+import json
 import shutil
 
 import pytest
@@ -135,3 +136,29 @@ def test_a_reader_that_stops_early_ends_the_output_quietly(finished):
         os.close(write_end)
     assert finished_run.returncode == 0, finished_run.stderr
     assert finished_run.stderr == ""
+
+
+def test_a_split_source_with_classes_missing_from_a_split_is_warned_about(tmp_path, capsys):
+    from test_tfrecord_tools import image_bytes, write_file
+
+    source = tmp_path / "src"
+    for index, (split, name) in enumerate([("train", "a"), ("train", "b"), ("test", "a"), ("test", "c")]):
+        write_file(source / split / name / "0.jpg", image_bytes(seed=index))
+    assert main(["write", str(source), str(tmp_path / "out"), "--workers", "1", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    expected = ["the train split has no image of 1 class(es) that test has: c",
+                "the test split has no image of 1 class(es) that train has: b"]
+    for message in expected:
+        assert f"warning: {message}" in printed
+    assert set(expected) <= set(json.loads((tmp_path / "out" / "dataset.json").read_text())["warnings"])
+
+
+def test_a_split_source_without_test_folder_says_there_is_no_test_split(tmp_path):
+    from test_tfrecord_tools import image_bytes, write_file
+
+    source = tmp_path / "src"
+    for index, name in enumerate(["a", "b"]):
+        write_file(source / "train" / name / "0.jpg", image_bytes(seed=index))
+    summary = write(source, tmp_path / "out")
+    assert "test" not in summary["splits"]
+    assert any("has no test/ folder" in warning and "no test split" in warning for warning in summary["warnings"])

@@ -167,9 +167,23 @@ def split_images(scan, test_fraction=0.2, seed=0, val_fraction=0.0):
 def split_warnings(scan, splits, test_fraction, val_fraction, explicit_fractions):
     """What a user should know about the split shares (list of messages)."""
     if scan.layout == "splits":
+        messages = []
         if explicit_fractions:
-            return ["SRC is split already (its top folders are splits): test and validation fractions are ignored"]
-        return []
+            messages.append("SRC is split already (its top folders are splits): test and validation fractions "
+                            "are ignored")
+        if not splits.get("test"):
+            messages.append("SRC is split already and has no test/ folder (or no usable image in it): the dataset "
+                            "has no test split; add SRC/test/<class>/ for one")
+        members = {split: {image.class_name for image in images} for split, images in splits.items() if images}
+        for split, present in members.items():
+            missing = [name for name in scan.class_names
+                       if name not in present and any(name in other for other in members.values())]
+            if missing:
+                shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+                elsewhere = sorted({other for other, classes in members.items() if set(missing) & classes})
+                messages.append(f"the {split} split has no image of {len(missing)} class(es) that "
+                                f"{' and '.join(elsewhere)} {'has' if len(elsewhere) == 1 else 'have'}: {shown}")
+        return messages
     messages = []
     total = sum(len(images) for images in splits.values())
     for split, fraction in (("test", test_fraction), ("validation", val_fraction)):

@@ -162,3 +162,29 @@ def test_a_split_source_without_test_folder_says_there_is_no_test_split(tmp_path
     summary = write(source, tmp_path / "out")
     assert "test" not in summary["splits"]
     assert any("has no test/ folder" in warning and "no test split" in warning for warning in summary["warnings"])
+
+
+def test_jpeg_quality_applies_to_every_re_encoding_and_is_recorded(tmp_path):
+    import io
+
+    from PIL import Image
+    from test_tfrecord_tools import image_bytes, read_records, write_file
+
+    from tfrecord_tools import encode
+
+    source = tmp_path / "src"
+    png = image_bytes(format="PNG", size=(64, 48), seed=7)
+    for name in ("a", "b"):
+        write_file(source / name / "0.png", png)
+    stored = {}
+    for quality in (None, 40):
+        out = tmp_path / f"out{quality}"
+        summary = write(source, out, test_fraction=0, num_shards=1, jpeg_quality=quality)
+        stored[quality] = read_records(next(out.glob("train.tfrecord-*")))[0]["image/encoded"][0]
+        assert summary["jpeg_quality"] == (quality or encode.REENCODE_JPEG_QUALITY)
+        assert summary["resize"] is None
+    expected = encode.to_rgb_jpeg(Image.open(io.BytesIO(png)), quality=40)
+    assert stored[40] == expected and stored[None] != expected
+    # The quality is part of the plan: the other quality is no silent re-use of the old shards.
+    with pytest.raises(tfrecord_tools.OutputFolderError):
+        write(source, tmp_path / "out40", test_fraction=0, num_shards=1, jpeg_quality=60)

@@ -143,8 +143,10 @@ def build_parser():
                        help="store images with a side over N px resized so that the longer side is N (aspect "
                        "kept, Lanczos), as JPEG at --jpeg-quality; smaller ones as they are. Recorded in "
                        "dataset.json")
-    write.add_argument("--jpeg-quality", type=_quality, default=90, metavar="Q",
-                       help="JPEG quality of the images --max-side resizes (1-95, default 90)")
+    write.add_argument("--jpeg-quality", type=_quality, default=None, metavar="Q",
+                       help="JPEG quality (1-95) of every re-encoded image: those --max-side resizes and the PNG, "
+                       "GIF, ... files stored as JPEG (default 90 for resized images, 95 for the others). "
+                       "Recorded in dataset.json")
     write.add_argument("--apply-exif-orientation", action="store_true",
                        help="store photos turned upright as their EXIF orientation says (default: the pixels as "
                        "stored in the file, which is what tf.io.decode_jpeg and Keras give)")

@@ -732,7 +732,7 @@ def build_sidecar(scan, splits, plans, shard_results, seed, test_fraction, max_p
         "seed": seed,
         "test_fraction": test_fraction if scan.layout == "classes" else None,
         "val_fraction": val_fraction if scan.layout == "classes" else None,
-        "jpeg_quality": REENCODE_JPEG_QUALITY,
+        "jpeg_quality": stored_as.get("reencode_jpeg_quality", REENCODE_JPEG_QUALITY),
         "strict_jpeg_check": STRICT_JPEG,
         "resize": None if max_side is None else {
             "max_side": max_side,
@@ -832,13 +832,13 @@ def _check_options(test_fraction, val_fraction, num_shards, target_shard_bytes, 
     if max_side is not None and (not whole(max_side) or not 1 <= max_side <= MAX_SIDE_LIMIT):
         raise OptionError(f"{name('max_side')} must be a whole number of pixels in [1, {MAX_SIDE_LIMIT}] (the "
                           f"largest JPEG side), got {max_side!r}")
-    if not whole(jpeg_quality) or not 1 <= jpeg_quality <= 95:
+    if jpeg_quality is not None and (not whole(jpeg_quality) or not 1 <= jpeg_quality <= 95):
         raise OptionError(f"{name('jpeg_quality')} must be a whole number in [1, 95], got {jpeg_quality!r}")
 
 
 def write_dataset(src, out, *, test_fraction=None, seed=0, num_shards=None, target_shard_bytes=None,
                   workers=None, on_error="skip", max_pixels=DEFAULT_MAX_PIXELS, overwrite=False,
-                  progress=False, val_fraction=None, max_side=None, jpeg_quality=RESIZE_JPEG_QUALITY,
+                  progress=False, val_fraction=None, max_side=None, jpeg_quality=None,
                   apply_orientation=False):
     """Convert ``SRC/<class>/...`` (or ``SRC/<split>/<class>/...``) to sharded TFRecords.
 
@@ -888,8 +888,11 @@ def write_dataset(src, out, *, test_fraction=None, seed=0, num_shards=None, targ
         (aspect ratio kept, Lanczos with ``reducing_gap=2.0``), as JPEG at
         ``jpeg_quality``; smaller images are stored as they are. Recorded in
         ``dataset.json`` under ``resize``.
-    jpeg_quality : int
-        JPEG quality (1-95) of the images ``max_side`` resizes (default 90).
+    jpeg_quality : int, optional
+        JPEG quality (1-95) of every re-encoded image: those ``max_side`` resizes
+        and the others (PNG, GIF, ... and photos turned upright). Default: 90 for
+        resized images, 95 for the others. Recorded in ``dataset.json``
+        (``jpeg_quality``, and ``resize.jpeg_quality``).
     apply_orientation : bool
         Store images turned upright as their EXIF orientation tag says (they are
         re-encoded); by default the pixels are stored as the file holds them,
@@ -918,7 +921,8 @@ def write_dataset(src, out, *, test_fraction=None, seed=0, num_shards=None, targ
     test_fraction, val_fraction = float(test_fraction), float(val_fraction)
     num_shards = None if num_shards is None else int(num_shards)
     max_side = None if max_side is None else int(max_side)
-    target_shard_bytes, jpeg_quality = int(target_shard_bytes), int(jpeg_quality)
+    target_shard_bytes = int(target_shard_bytes)
+    jpeg_quality = None if jpeg_quality is None else int(jpeg_quality)
     workers = _pool.usable_workers(workers)
     source = os.path.realpath(os.fspath(src))
     out = os.path.realpath(os.fspath(out))
@@ -941,12 +945,17 @@ def _write_locked(source, out, started, locals_):
     options = locals_
     workers, max_pixels, seed = options["workers"], options["max_pixels"], options["seed"]
     max_side = options["max_side"]
+    quality = options["jpeg_quality"]  # None: 90 for resized images, 95 for other re-encodings
+    resize_quality = RESIZE_JPEG_QUALITY if quality is None else quality
     stored_as = {}
     if max_side is not None:
-        stored_as.update(max_side=max_side, jpeg_quality=options["jpeg_quality"])
+        stored_as.update(max_side=max_side, jpeg_quality=resize_quality)
+    if quality is not None:
+        stored_as["reencode_jpeg_quality"] = quality
     if options["apply_orientation"]:
         stored_as["apply_orientation"] = True
-    store = {"max_side": max_side, "jpeg_quality": options["jpeg_quality"],
+    store = {"max_side": max_side, "jpeg_quality": resize_quality,
+             "reencode_quality": REENCODE_JPEG_QUALITY if quality is None else quality,
              "apply_orientation": options["apply_orientation"]}
     with _exclusive_use(out):
         earlier, finished_shards = _inspect_output_folder(out)

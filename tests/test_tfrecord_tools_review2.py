@@ -188,3 +188,29 @@ def test_jpeg_quality_applies_to_every_re_encoding_and_is_recorded(tmp_path):
     # The quality is part of the plan: the other quality is no silent re-use of the old shards.
     with pytest.raises(tfrecord_tools.OutputFolderError):
         write(source, tmp_path / "out40", test_fraction=0, num_shards=1, jpeg_quality=60)
+
+
+def test_a_damaged_shard_of_an_unchanged_dataset_is_written_again_and_named(finished, tmp_path, capsys):
+    source, out1 = finished
+    out = tmp_path / "out"
+    shutil.copytree(out1, out)
+    shard = sorted(out.glob("train.tfrecord-*"))[0]
+    original = shard.read_bytes()
+    shard.write_bytes(original[:-10])
+    assert main(["write", str(source), str(out), "--workers", "1", "--no-progress", "--num-shards", "1"]) == 0
+    assert f"written again from the source: {shard.name}" in capsys.readouterr().out
+    assert shard.read_bytes() == original
+    assert tfrecord_tools.verify(out).ok
+
+
+@pytest.mark.parametrize("options, expected", [
+    ({"seed": 1}, "with other settings (seed 0, now 1)"),
+    ({"max_side": 8}, "with other settings (max side none, now 8)"),
+])
+def test_a_rerun_with_another_setting_names_it(finished, tmp_path, options, expected):
+    source, out1 = finished
+    out = tmp_path / "out"
+    shutil.copytree(out1, out)
+    with pytest.raises(tfrecord_tools.OutputFolderError) as refused:
+        write(source, out, num_shards=1, **options)
+    assert expected in str(refused.value)

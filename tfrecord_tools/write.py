@@ -646,6 +646,50 @@ def _holds_our_records(path):
     return False  # no record at all: every shard we write holds at least one
 
 
+def _setting_differences(out, scan, seed, max_pixels, test_fraction, val_fraction, stored_as):
+    """What the finished dataset's sidecar records differently from this run's settings ("seed 0, now 1")."""
+    try:
+        with open(os.path.join(out, SIDECAR_NAME), encoding="utf-8") as handle:
+            old = json.load(handle)
+        old_resize = old.get("resize") or {}
+        split_given = scan.layout == "classes"
+        now = {
+            "layout": scan.layout,
+            "seed": seed,
+            "test fraction": test_fraction if split_given else None,
+            "validation fraction": val_fraction if split_given else None,
+            "max side": stored_as.get("max_side"),
+            "JPEG quality": stored_as.get("reencode_jpeg_quality", REENCODE_JPEG_QUALITY),
+            "JPEG quality of resized images": stored_as.get("jpeg_quality") if "max_side" in stored_as else None,
+            "EXIF orientation applied": bool(stored_as.get("apply_orientation")),
+            "max pixels": max_pixels,
+            "classes": scan.class_names,
+        }
+        before = {
+            "layout": old.get("layout"),
+            "seed": old.get("seed"),
+            "test fraction": old.get("test_fraction"),
+            "validation fraction": old.get("val_fraction"),
+            "max side": old_resize.get("max_side"),
+            "JPEG quality": old.get("jpeg_quality"),
+            "JPEG quality of resized images": old_resize.get("jpeg_quality"),
+            "EXIF orientation applied": bool(old.get("exif_orientation_applied")),
+            "max pixels": old.get("max_pixels"),
+            "classes": old.get("classes"),
+        }
+    except (OSError, ValueError, AttributeError):
+        return []
+
+    def shown(value):
+        if isinstance(value, list):
+            return ", ".join(map(str, value[:5])) + (" ..." if len(value) > 5 else "")
+        return "none" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+    if before["max side"] != now["max side"]:  # resizing switched on or off: its quality follows
+        del now["JPEG quality of resized images"]
+    return [f"{name} {shown(before[name])}, now {shown(value)}" for name, value in now.items() if before[name] != value]
+
+
 def _remove_leftovers(out, keep):
     """Delete our own files that the new plan does not use (never anyone else's)."""
     for name in os.listdir(out):
@@ -990,12 +1034,21 @@ def _write_locked(source, out, started, locals_):
             # A finished dataset is kept only if the new plan is exactly its shards: fewer shards
             # (a split gone from SRC, say) would delete finished ones, more would change it.
             changed = len(reusable) < len(plans) or (had_sidecar and finished_shards != planned_files)
-            if had_sidecar and changed and not options["overwrite"]:
+            # The same inputs and settings, but a shard damaged or missing: written again from SRC,
+            # as after a crash (its bytes are fixed by the plan).
+            same_plan = had_sidecar and finished_shards == planned_files and all(
+                (earlier.get(plan["file"]) or {}).get("plan_sha256") == plan["plan_sha256"] for plan in plans)
+            repaired = sorted(planned_files - set(reusable)) if same_plan else []
+            if had_sidecar and changed and not same_plan and not options["overwrite"]:
                 gone = sorted(finished_shards - planned_files)
                 what = (f" (its shards {gone[0]}{' and more' if len(gone) > 1 else ''} are not in the new plan)"
                         if gone else "")
+                differences = _setting_differences(out, scan, seed, max_pixels, options["test_fraction"],
+                                                   options["val_fraction"], stored_as)
+                made = (f"with other settings ({'; '.join(differences)})" if differences
+                        else "from other inputs (the images under the source folder, or the shard size, differ)")
                 raise OutputFolderError(
-                    f"output folder {out} holds a finished dataset made from other inputs or settings{what}; "
+                    f"output folder {out} holds a finished dataset made {made}{what}; "
                     f"pass {option_name('--overwrite', 'overwrite=True')} to replace it, or choose another folder. "
                     "Nothing was changed."
                 )
@@ -1060,6 +1113,7 @@ def _write_locked(source, out, started, locals_):
             "images_per_second": sidecar["totals"]["images"] / seconds if seconds > 0 else float("inf"),
             "shards_written": len(written),
             "shards_reused": len(reusable),
+            "shards_repaired": repaired,
             # Where the time went, in seconds: starting the workers, finding + sniffing +
             # decoding + hashing every file, splitting and planning (and hashing reused
             # shards), writing the shards, and the sidecar.
@@ -1101,4 +1155,8 @@ def format_summary(summary):
         line += f"\nwarning: classes without usable images (labels kept): {', '.join(summary['empty_classes'])}"
     for warning in summary.get("warnings", []):
         line += f"\nwarning: {warning}"
+    repaired = summary.get("shards_repaired") or []
+    if repaired:
+        line += (f"\nnote: {len(repaired)} shard(s) of the finished dataset were damaged or missing and were "
+                 f"written again from the source: {', '.join(repaired[:5])}{' ...' if len(repaired) > 5 else ''}")
     return line

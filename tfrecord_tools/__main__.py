@@ -24,11 +24,12 @@ import argparse
 import errno
 import json
 import math
+import os
 import signal
 import sys
 
 from . import __version__, errors
-from .errors import TFRecordToolsError, VerifyError
+from .errors import OptionError, TFRecordToolsError, VerifyError
 
 _WRITE_EXAMPLE = """example:
   python -m tfrecord_tools write oregon_wildlife wildlife_tfrecords --test-fraction 0.2 --seed 0 --workers 2
@@ -86,6 +87,16 @@ def _size(text):
     return value
 
 
+def _max_side(text):
+    from .write import MAX_SIDE_LIMIT
+
+    value = _positive_int(text)
+    if value > MAX_SIDE_LIMIT:
+        raise argparse.ArgumentTypeError(f"expected at most {MAX_SIDE_LIMIT} pixels (the largest JPEG side), "
+                                         f"got {value}")
+    return value
+
+
 def _quality(text):
     value = _positive_int(text)
     if value > 95:
@@ -128,12 +139,14 @@ def build_parser():
                        "bad image")
     write.add_argument("--max-pixels", type=_positive_int, default=None,
                        help="reject images with more pixels, before decoding (default 100,000,000)")
-    write.add_argument("--max-side", type=_positive_int, default=None, metavar="N",
+    write.add_argument("--max-side", type=_max_side, default=None, metavar="N",
                        help="store images with a side over N px resized so that the longer side is N (aspect "
                        "kept, Lanczos), as JPEG at --jpeg-quality; smaller ones as they are. Recorded in "
                        "dataset.json")
-    write.add_argument("--jpeg-quality", type=_quality, default=90, metavar="Q",
-                       help="JPEG quality of the images --max-side resizes (1-95, default 90)")
+    write.add_argument("--jpeg-quality", type=_quality, default=None, metavar="Q",
+                       help="JPEG quality (1-95) of every re-encoded image: those --max-side resizes and the PNG, "
+                       "GIF, ... files stored as JPEG (default 90 for resized images, 95 for the others). "
+                       "Recorded in dataset.json")
     write.add_argument("--apply-exif-orientation", action="store_true",
                        help="store photos turned upright as their EXIF orientation says (default: the pixels as "
                        "stored in the file, which is what tf.io.decode_jpeg and Keras give)")
@@ -164,8 +177,24 @@ def build_parser():
     info.add_argument("--max-classes", type=_positive_int, default=None,
                       help="draw only the first this many classes (default all)")
     info.add_argument("--thumbnail-px", type=_positive_int, default=96, help="cell size on the sheet (default 96)")
+    info.add_argument("--overwrite", action="store_true",
+                      help="let --contact-sheet replace an existing file that is no contact sheet of ours "
+                      "(never one inside the source folder)")
     info.add_argument("--json", action="store_true", help="print the information as JSON")
+    parser.command_parsers = {"write": write, "verify": verify, "info": info}
     return parser
+
+
+def _print(text, file=None):
+    """print, but a reader that stopped reading (``info OUT | head -1``) ends the output quietly."""
+    file = sys.stdout if file is None else file
+    try:
+        print(text, file=file, flush=True)
+    except BrokenPipeError:
+        # Nothing more can be shown; send the rest (and the flush at exit) nowhere.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, file.fileno())
+        os.close(devnull)
 
 
 def _run(arguments):
@@ -181,24 +210,24 @@ def _run(arguments):
             max_side=arguments.max_side, jpeg_quality=arguments.jpeg_quality,
             apply_orientation=arguments.apply_exif_orientation,
         )
-        print(json.dumps(summary, indent=2) if arguments.json else format_summary(summary))
+        _print(json.dumps(summary, indent=2) if arguments.json else format_summary(summary))
         return 0
     if arguments.command == "verify":
         from .verify import verify
 
         report = verify(arguments.out, workers=arguments.workers, raise_on_error=False)
-        print(report.format())
+        _print(report.format())
         return 0 if report.ok else 1
     from .info import contact_sheet, dataset_info, format_info
 
     information = dataset_info(arguments.out)
-    print(json.dumps(information, indent=2) if arguments.json else format_info(information))
+    _print(json.dumps(information, indent=2) if arguments.json else format_info(information))
     if arguments.contact_sheet:
         path = contact_sheet(arguments.out, arguments.contact_sheet, split=arguments.split,
                              per_class=arguments.per_class, thumbnail_px=arguments.thumbnail_px,
-                             max_classes=arguments.max_classes)
+                             max_classes=arguments.max_classes, overwrite=arguments.overwrite)
         # With --json, stdout holds the JSON alone, so that it can be piped to a parser.
-        print(f"contact sheet: {path}", file=sys.stderr if arguments.json else sys.stdout)
+        _print(f"contact sheet: {path}", file=sys.stderr if arguments.json else sys.stdout)
     return 0
 
 
@@ -212,7 +241,14 @@ def _on_sigterm(signum, frame):
 
 def main(argv=None):
     """Run the command line; returns the exit code."""
-    arguments = build_parser().parse_args(argv)
+    parser = build_parser()
+    arguments = parser.parse_args(argv)
+    command_parser = parser.command_parsers[arguments.command]
+    if arguments.command == "write":
+        test_fraction = 0.2 if arguments.test_fraction is None else arguments.test_fraction
+        if test_fraction + (arguments.val_fraction or 0.0) >= 1.0:
+            command_parser.error(f"--test-fraction {test_fraction:g} + --val-fraction {arguments.val_fraction:g} "
+                                 "must be below 1 (training needs images)")
     errors._speaking_to_command_line = True
     previous = None
     try:
@@ -222,6 +258,8 @@ def main(argv=None):
     rerun = " run the same command again to finish (finished shards are kept)" if arguments.command == "write" else ""
     try:
         return _run(arguments)
+    except OptionError as error:  # an argument out of range, found by the library: a usage error
+        command_parser.error(str(error))
     except VerifyError as error:
         print(f"tfrecord_tools {arguments.command}: error: {error}", file=sys.stderr)
         return 1

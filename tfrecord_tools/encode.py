@@ -623,8 +623,12 @@ def _check_common_jpeg(data, max_pixels):
 
 
 def stored_jpeg_bytes(data, max_pixels=DEFAULT_MAX_PIXELS, max_side=None, apply_orientation=False,
-                      jpeg_quality=RESIZE_JPEG_QUALITY):
-    """The bytes to store for a source file: itself, or its RGB JPEG re-encoding (maybe resized)."""
+                      jpeg_quality=RESIZE_JPEG_QUALITY, reencode_quality=REENCODE_JPEG_QUALITY):
+    """The bytes to store for a source file: itself, or its RGB JPEG re-encoding (maybe resized).
+
+    ``jpeg_quality`` is the quality of resized images, ``reencode_quality`` that of the
+    other re-encodings (PNG, GIF, ..., and photos turned upright).
+    """
     if max_side is not None:
         resized = _resized_jpeg_bytes(data, max_pixels, max_side, apply_orientation, jpeg_quality)
         if resized is not None:
@@ -632,10 +636,10 @@ def stored_jpeg_bytes(data, max_pixels=DEFAULT_MAX_PIXELS, max_side=None, apply_
     image, source_format = open_checked(data, max_pixels)
     orientation = exif_orientation(data, None if source_format == "jpeg" else image) if apply_orientation else 1
     if orientation > 1:
-        return to_rgb_jpeg(upright(image, orientation))
+        return to_rgb_jpeg(upright(image, orientation), quality=reencode_quality)
     if keeps_original_bytes(image, source_format, data):
         return data
-    return to_rgb_jpeg(image)
+    return to_rgb_jpeg(image, quality=reencode_quality)
 
 
 def _resized_jpeg_bytes(data, max_pixels, max_side, apply_orientation, quality):

@@ -49,6 +49,10 @@ class VerifyError(TFRecordToolsError):
 _speaking_to_command_line = False
 
 
+class OptionError(ValueError):
+    """An argument out of range (a ValueError, as Python expects); the command line exits 2 with it."""
+
+
 def option_name(flag, keyword):
     """``--overwrite`` on the command line, ``overwrite=True`` in Python: how to ask for an option."""
     return flag if _speaking_to_command_line else keyword

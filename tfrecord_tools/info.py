@@ -3,7 +3,7 @@
 import io
 import os
 
-from .errors import TFRecordToolsError
+from .errors import TFRecordToolsError, option_name
 from .record_io import RecordError, iter_file_records, parse_example_bytes
 from .sidecar import CONTACT_SHEET_PATTERN, incomplete_path, read_sidecar
 
@@ -95,9 +95,43 @@ def _damaged(out, shard_path, index, problem):
 #: Largest contact sheet drawn, in pixels (about 300 MB of RGB): more would be no use on a screen.
 MAX_SHEET_PIXELS = 100_000_000
 _SHEET_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
+#: Written into every sheet's metadata (PNG text chunk, JPEG comment): a later sheet may replace it.
+SHEET_MARKER = "tfrecord_tools contact sheet"
 
 
-def contact_sheet(out, path, *, split="train", per_class=6, thumbnail_px=96, max_classes=None):
+def _is_our_sheet(path):
+    """True when the file at ``path`` is a contact sheet that ``info`` saved (it carries the marker)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            comment = image.info.get("comment", b"")
+            if isinstance(comment, bytes):
+                comment = comment.decode("utf-8", "replace")
+            return SHEET_MARKER in (image.info.get("Software", ""), comment)
+    except Exception:  # not an image at all, or unreadable: not ours
+        return False
+
+
+def _source_folder_around(path, sidecar):
+    """The folder above ``path`` that looks like the dataset's source folder, else None.
+
+    The sidecar records the source folder's name only; a folder of that name that holds
+    a class folder or split folder of the dataset counts as the source.
+    """
+    inside = {*sidecar.get("classes", []), *sidecar.get("splits", {})}
+    folder = os.path.dirname(os.path.realpath(path))
+    while True:
+        if os.path.basename(folder) == sidecar.get("source") and any(
+                os.path.isdir(os.path.join(folder, name)) for name in inside):
+            return folder
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return None
+        folder = parent
+
+
+def contact_sheet(out, path, *, split="train", per_class=6, thumbnail_px=96, max_classes=None, overwrite=False):
     """Save a grid of images: one row per class, its first ``per_class`` images.
 
     Parameters
@@ -116,6 +150,11 @@ def contact_sheet(out, path, *, split="train", per_class=6, thumbnail_px=96, max
         Side of each cell in pixels; images are scaled to fit it (up or down).
     max_classes : int, optional
         Draw only the first this many classes (default all).
+    overwrite : bool
+        Replace an existing file at ``path`` that is no contact sheet of ours. Without
+        it, only a sheet that ``info`` saved earlier (its metadata says so, or it is a
+        ``contact_sheet*`` file inside OUT) is replaced. A path inside the dataset's
+        source folder is always refused.
 
     Returns
     -------
@@ -130,7 +169,7 @@ def contact_sheet(out, path, *, split="train", per_class=6, thumbnail_px=96, max
         (names the shard and the record; run ``verify`` for a full list); the
         sheet would be too large; or a name or format that cannot work.
     """
-    from PIL import Image, ImageDraw
+    from PIL import Image, ImageDraw, PngImagePlugin
 
     path = os.fspath(path)
     image_format = _SHEET_FORMATS.get(os.path.splitext(path)[1].lower())
@@ -146,6 +185,20 @@ def contact_sheet(out, path, *, split="train", per_class=6, thumbnail_px=96, max
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise TFRecordToolsError(f"{name} must be a whole number of at least 1, got {value!r}")
     sidecar = read_sidecar(out)
+    source = _source_folder_around(path, sidecar)
+    if source is not None:
+        raise TFRecordToolsError(
+            f"contact sheet {path} would be saved inside the dataset's source folder {source}, among the photos "
+            "(and the next 'write' would take it for one); save it elsewhere. Nothing was changed."
+        )
+    inside_out = os.path.realpath(os.path.dirname(os.path.abspath(path))) == os.path.realpath(os.fspath(out))
+    if os.path.lexists(path) and not overwrite:
+        if os.path.isdir(path) or not (_is_our_sheet(path) or (inside_out and os.path.isfile(path))):
+            raise TFRecordToolsError(
+                f"contact sheet {path}: a file of that name exists and is no contact sheet saved by tfrecord_tools; "
+                f"choose another name, or pass {option_name('--overwrite', 'overwrite=True')} to replace it. "
+                "Nothing was changed."
+            )
     if split not in sidecar["splits"]:
         raise TFRecordToolsError(f"split {split!r} is not in {out}; it has {', '.join(sidecar['splits'])}")
     classes = sidecar["classes"][:max_classes] if max_classes else sidecar["classes"]
@@ -203,7 +256,12 @@ def contact_sheet(out, path, *, split="train", per_class=6, thumbnail_px=96, max
             sheet.paste(thumbnail, (left, top))
     temporary = incomplete_path(path)
     try:
-        sheet.save(temporary, format=image_format, **({"quality": 90} if image_format == "JPEG" else {}))
+        if image_format == "JPEG":
+            sheet.save(temporary, format=image_format, quality=90, comment=SHEET_MARKER)
+        else:
+            metadata = PngImagePlugin.PngInfo()
+            metadata.add_text("Software", SHEET_MARKER)
+            sheet.save(temporary, format=image_format, pnginfo=metadata)
         os.replace(temporary, path)
     except BaseException:
         if os.path.exists(temporary):

@@ -47,8 +47,8 @@ from .encode import (
     ImageCheckError,
     stored_jpeg_bytes,
 )
-from .errors import ImageWriteError, OutputFolderError, SourceChangedError, SourceFolderError, option_name
-from .record_io import frame_record, serialize_example
+from .errors import ImageWriteError, OptionError, OutputFolderError, SourceChangedError, SourceFolderError, option_name
+from .record_io import frame_record, iter_file_records, parse_example_bytes, serialize_example
 from .scan import scan_images
 from .sidecar import (
     FEATURES,
@@ -68,6 +68,8 @@ from .sidecar import (
 
 #: Default shard size: the tf.data guide suggests files of 100 MB or more.
 DEFAULT_TARGET_SHARD_BYTES = 100 * 1024 * 1024
+#: The longest side --max-side accepts (JPEG cannot store more than 65,535 pixels a side).
+MAX_SIDE_LIMIT = 65_500
 #: Shards per split at least (fewer only when a split has fewer images), so that small
 #: sets are still written in parallel and read with parallel interleave. A constant,
 #: not the worker count: the shards must not depend on the machine that wrote them.
@@ -165,9 +167,23 @@ def split_images(scan, test_fraction=0.2, seed=0, val_fraction=0.0):
 def split_warnings(scan, splits, test_fraction, val_fraction, explicit_fractions):
     """What a user should know about the split shares (list of messages)."""
     if scan.layout == "splits":
+        messages = []
         if explicit_fractions:
-            return ["SRC is split already (its top folders are splits): test and validation fractions are ignored"]
-        return []
+            messages.append("SRC is split already (its top folders are splits): test and validation fractions "
+                            "are ignored")
+        if not splits.get("test"):
+            messages.append("SRC is split already and has no test/ folder (or no usable image in it): the dataset "
+                            "has no test split; add SRC/test/<class>/ for one")
+        members = {split: {image.class_name for image in images} for split, images in splits.items() if images}
+        for split, present in members.items():
+            missing = [name for name in scan.class_names
+                       if name not in present and any(name in other for other in members.values())]
+            if missing:
+                shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+                elsewhere = sorted({other for other, classes in members.items() if set(missing) & classes})
+                messages.append(f"the {split} split has no image of {len(missing)} class(es) that "
+                                f"{' and '.join(elsewhere)} {'has' if len(elsewhere) == 1 else 'have'}: {shown}")
+        return messages
     messages = []
     total = sum(len(images) for images in splits.values())
     for split, fraction in (("test", test_fraction), ("validation", val_fraction)):
@@ -563,6 +579,12 @@ def _inspect_output_folder(out):
     names = sorted(os.listdir(out))
     # A file browser's .DS_Store or Thumbs.db is neither ours nor in the way: left alone.
     foreign = [name for name in names if not is_our_file(name) and name not in OS_METADATA_NAMES]
+    # A file merely named like a shard is ours only when a record of ours lists it, or when it
+    # holds records of our layout (a shard renamed into place just before a crash).
+    listed = _listed_shards(out)
+    foreign += [name for name in names
+                if parse_shard_name(name) and name not in listed and not _holds_our_records(os.path.join(out, name))]
+    foreign.sort()
     if foreign:
         shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
         raise OutputFolderError(
@@ -597,6 +619,75 @@ def _inspect_output_folder(out):
             earlier = {}
     earlier.update(_read_progress(out))
     return earlier, finished_shards
+
+
+def _listed_shards(out):
+    """Names of the shards that OUT's sidecar (when ours) and progress file list."""
+    listed = set(_read_progress(out))
+    path = os.path.join(out, SIDECAR_NAME)
+    if os.path.exists(path) and is_tfrecord_tools_sidecar(path):
+        try:
+            with open(path, encoding="utf-8") as handle:
+                sidecar = json.load(handle)
+            listed.update(shard["file"] for split in sidecar["splits"].values() for shard in split["shards"])
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            pass
+    return listed
+
+
+def _holds_our_records(path):
+    """True when the file's first record is intact and holds every feature that ``write`` stores."""
+    try:
+        with open(path, "rb") as handle:
+            for _, _, record in iter_file_records(handle, check_crc=True):
+                return set(FEATURES) <= set(parse_example_bytes(record))
+    except (OSError, ValueError):
+        return False
+    return False  # no record at all: every shard we write holds at least one
+
+
+def _setting_differences(out, scan, seed, max_pixels, test_fraction, val_fraction, stored_as):
+    """What the finished dataset's sidecar records differently from this run's settings ("seed 0, now 1")."""
+    try:
+        with open(os.path.join(out, SIDECAR_NAME), encoding="utf-8") as handle:
+            old = json.load(handle)
+        old_resize = old.get("resize") or {}
+        split_given = scan.layout == "classes"
+        now = {
+            "layout": scan.layout,
+            "seed": seed,
+            "test fraction": test_fraction if split_given else None,
+            "validation fraction": val_fraction if split_given else None,
+            "max side": stored_as.get("max_side"),
+            "JPEG quality": stored_as.get("reencode_jpeg_quality", REENCODE_JPEG_QUALITY),
+            "JPEG quality of resized images": stored_as.get("jpeg_quality") if "max_side" in stored_as else None,
+            "EXIF orientation applied": bool(stored_as.get("apply_orientation")),
+            "max pixels": max_pixels,
+            "classes": scan.class_names,
+        }
+        before = {
+            "layout": old.get("layout"),
+            "seed": old.get("seed"),
+            "test fraction": old.get("test_fraction"),
+            "validation fraction": old.get("val_fraction"),
+            "max side": old_resize.get("max_side"),
+            "JPEG quality": old.get("jpeg_quality"),
+            "JPEG quality of resized images": old_resize.get("jpeg_quality"),
+            "EXIF orientation applied": bool(old.get("exif_orientation_applied")),
+            "max pixels": old.get("max_pixels"),
+            "classes": old.get("classes"),
+        }
+    except (OSError, ValueError, AttributeError):
+        return []
+
+    def shown(value):
+        if isinstance(value, list):
+            return ", ".join(map(str, value[:5])) + (" ..." if len(value) > 5 else "")
+        return "none" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+    if before["max side"] != now["max side"]:  # resizing switched on or off: its quality follows
+        del now["JPEG quality of resized images"]
+    return [f"{name} {shown(before[name])}, now {shown(value)}" for name, value in now.items() if before[name] != value]
 
 
 def _remove_leftovers(out, keep):
@@ -685,7 +776,7 @@ def build_sidecar(scan, splits, plans, shard_results, seed, test_fraction, max_p
         "seed": seed,
         "test_fraction": test_fraction if scan.layout == "classes" else None,
         "val_fraction": val_fraction if scan.layout == "classes" else None,
-        "jpeg_quality": REENCODE_JPEG_QUALITY,
+        "jpeg_quality": stored_as.get("reencode_jpeg_quality", REENCODE_JPEG_QUALITY),
         "strict_jpeg_check": STRICT_JPEG,
         "resize": None if max_side is None else {
             "max_side": max_side,
@@ -768,25 +859,30 @@ def _check_options(test_fraction, val_fraction, num_shards, target_shard_bytes, 
     def whole(value):
         return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
-    for name, value in (("test_fraction", test_fraction), ("val_fraction", val_fraction)):
+    def name(keyword):
+        return option_name("--" + keyword.replace("_", "-"), keyword)
+
+    for keyword, value in (("test_fraction", test_fraction), ("val_fraction", val_fraction)):
         if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value < 1.0:
-            raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
+            raise OptionError(f"{name(keyword)} must be a number in [0, 1), got {value!r}")
     if test_fraction + val_fraction >= 1.0:
-        raise ValueError(f"test_fraction + val_fraction must be below 1 (training needs images), got "
-                         f"{test_fraction} + {val_fraction}")
+        raise OptionError(f"{name('test_fraction')} + {name('val_fraction')} must be below 1 (training needs "
+                          f"images), got {test_fraction} + {val_fraction}")
     if num_shards is not None and (not whole(num_shards) or num_shards < 1):
-        raise ValueError(f"num_shards must be a whole number of at least 1, got {num_shards!r}")
+        raise OptionError(f"{name('num_shards')} must be a whole number of at least 1, got {num_shards!r}")
     if not whole(target_shard_bytes) or target_shard_bytes < 1:
-        raise ValueError(f"target_shard_bytes must be a positive whole number, got {target_shard_bytes!r}")
-    if max_side is not None and (not whole(max_side) or not 1 <= max_side <= 65_500):
-        raise ValueError(f"max_side must be a whole number of pixels in [1, 65500], got {max_side!r}")
-    if not whole(jpeg_quality) or not 1 <= jpeg_quality <= 95:
-        raise ValueError(f"jpeg_quality must be a whole number in [1, 95], got {jpeg_quality!r}")
+        raise OptionError(f"{option_name('--shard-size', 'target_shard_bytes')} must be a positive whole number, "
+                          f"got {target_shard_bytes!r}")
+    if max_side is not None and (not whole(max_side) or not 1 <= max_side <= MAX_SIDE_LIMIT):
+        raise OptionError(f"{name('max_side')} must be a whole number of pixels in [1, {MAX_SIDE_LIMIT}] (the "
+                          f"largest JPEG side), got {max_side!r}")
+    if jpeg_quality is not None and (not whole(jpeg_quality) or not 1 <= jpeg_quality <= 95):
+        raise OptionError(f"{name('jpeg_quality')} must be a whole number in [1, 95], got {jpeg_quality!r}")
 
 
 def write_dataset(src, out, *, test_fraction=None, seed=0, num_shards=None, target_shard_bytes=None,
                   workers=None, on_error="skip", max_pixels=DEFAULT_MAX_PIXELS, overwrite=False,
-                  progress=False, val_fraction=None, max_side=None, jpeg_quality=RESIZE_JPEG_QUALITY,
+                  progress=False, val_fraction=None, max_side=None, jpeg_quality=None,
                   apply_orientation=False):
     """Convert ``SRC/<class>/...`` (or ``SRC/<split>/<class>/...``) to sharded TFRecords.
 
@@ -836,8 +932,11 @@ def write_dataset(src, out, *, test_fraction=None, seed=0, num_shards=None, targ
         (aspect ratio kept, Lanczos with ``reducing_gap=2.0``), as JPEG at
         ``jpeg_quality``; smaller images are stored as they are. Recorded in
         ``dataset.json`` under ``resize``.
-    jpeg_quality : int
-        JPEG quality (1-95) of the images ``max_side`` resizes (default 90).
+    jpeg_quality : int, optional
+        JPEG quality (1-95) of every re-encoded image: those ``max_side`` resizes
+        and the others (PNG, GIF, ... and photos turned upright). Default: 90 for
+        resized images, 95 for the others. Recorded in ``dataset.json``
+        (``jpeg_quality``, and ``resize.jpeg_quality``).
     apply_orientation : bool
         Store images turned upright as their EXIF orientation tag says (they are
         re-encoded); by default the pixels are stored as the file holds them,
@@ -866,7 +965,8 @@ def write_dataset(src, out, *, test_fraction=None, seed=0, num_shards=None, targ
     test_fraction, val_fraction = float(test_fraction), float(val_fraction)
     num_shards = None if num_shards is None else int(num_shards)
     max_side = None if max_side is None else int(max_side)
-    target_shard_bytes, jpeg_quality = int(target_shard_bytes), int(jpeg_quality)
+    target_shard_bytes = int(target_shard_bytes)
+    jpeg_quality = None if jpeg_quality is None else int(jpeg_quality)
     workers = _pool.usable_workers(workers)
     source = os.path.realpath(os.fspath(src))
     out = os.path.realpath(os.fspath(out))
@@ -889,12 +989,17 @@ def _write_locked(source, out, started, locals_):
     options = locals_
     workers, max_pixels, seed = options["workers"], options["max_pixels"], options["seed"]
     max_side = options["max_side"]
+    quality = options["jpeg_quality"]  # None: 90 for resized images, 95 for other re-encodings
+    resize_quality = RESIZE_JPEG_QUALITY if quality is None else quality
     stored_as = {}
     if max_side is not None:
-        stored_as.update(max_side=max_side, jpeg_quality=options["jpeg_quality"])
+        stored_as.update(max_side=max_side, jpeg_quality=resize_quality)
+    if quality is not None:
+        stored_as["reencode_jpeg_quality"] = quality
     if options["apply_orientation"]:
         stored_as["apply_orientation"] = True
-    store = {"max_side": max_side, "jpeg_quality": options["jpeg_quality"],
+    store = {"max_side": max_side, "jpeg_quality": resize_quality,
+             "reencode_quality": REENCODE_JPEG_QUALITY if quality is None else quality,
              "apply_orientation": options["apply_orientation"]}
     with _exclusive_use(out):
         earlier, finished_shards = _inspect_output_folder(out)
@@ -929,12 +1034,21 @@ def _write_locked(source, out, started, locals_):
             # A finished dataset is kept only if the new plan is exactly its shards: fewer shards
             # (a split gone from SRC, say) would delete finished ones, more would change it.
             changed = len(reusable) < len(plans) or (had_sidecar and finished_shards != planned_files)
-            if had_sidecar and changed and not options["overwrite"]:
+            # The same inputs and settings, but a shard damaged or missing: written again from SRC,
+            # as after a crash (its bytes are fixed by the plan).
+            same_plan = had_sidecar and finished_shards == planned_files and all(
+                (earlier.get(plan["file"]) or {}).get("plan_sha256") == plan["plan_sha256"] for plan in plans)
+            repaired = sorted(planned_files - set(reusable)) if same_plan else []
+            if had_sidecar and changed and not same_plan and not options["overwrite"]:
                 gone = sorted(finished_shards - planned_files)
                 what = (f" (its shards {gone[0]}{' and more' if len(gone) > 1 else ''} are not in the new plan)"
                         if gone else "")
+                differences = _setting_differences(out, scan, seed, max_pixels, options["test_fraction"],
+                                                   options["val_fraction"], stored_as)
+                made = (f"with other settings ({'; '.join(differences)})" if differences
+                        else "from other inputs (the images under the source folder, or the shard size, differ)")
                 raise OutputFolderError(
-                    f"output folder {out} holds a finished dataset made from other inputs or settings{what}; "
+                    f"output folder {out} holds a finished dataset made {made}{what}; "
                     f"pass {option_name('--overwrite', 'overwrite=True')} to replace it, or choose another folder. "
                     "Nothing was changed."
                 )
@@ -999,6 +1113,7 @@ def _write_locked(source, out, started, locals_):
             "images_per_second": sidecar["totals"]["images"] / seconds if seconds > 0 else float("inf"),
             "shards_written": len(written),
             "shards_reused": len(reusable),
+            "shards_repaired": repaired,
             # Where the time went, in seconds: starting the workers, finding + sniffing +
             # decoding + hashing every file, splitting and planning (and hashing reused
             # shards), writing the shards, and the sidecar.
@@ -1040,4 +1155,8 @@ def format_summary(summary):
         line += f"\nwarning: classes without usable images (labels kept): {', '.join(summary['empty_classes'])}"
     for warning in summary.get("warnings", []):
         line += f"\nwarning: {warning}"
+    repaired = summary.get("shards_repaired") or []
+    if repaired:
+        line += (f"\nnote: {len(repaired)} shard(s) of the finished dataset were damaged or missing and were "
+                 f"written again from the source: {', '.join(repaired[:5])}{' ...' if len(repaired) > 5 else ''}")
     return line

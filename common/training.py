@@ -360,6 +360,22 @@ class _EpochLog(keras.callbacks.Callback):
         write_json(self.path, self.epochs)
 
 
+def _history_of_every_epoch(epoch_log: dict, epochs: int, timer: EpochTimer | None, *,
+                            resumed_from: int) -> FitHistory:
+    """The :class:`FitHistory` of the epochs in ``epoch_log`` (``{"0": {"loss": ..., "_train_seconds": ...}}``),
+    refilling ``timer`` with their seconds, so both cover the epochs before a resume too."""
+    done = [epoch_log[str(epoch)] for epoch in range(epochs) if str(epoch) in epoch_log]
+    history: dict[str, list[float]] = {}
+    for record in done:
+        for key, value in record.items():
+            if not key.startswith("_"):
+                history.setdefault(key, []).append(value)
+    if timer is not None:
+        timer.train_seconds = [record.get("_train_seconds", 0.0) for record in done]
+        timer.validation_seconds = [record.get("_validation_seconds", 0.0) for record in done]
+    return FitHistory(history, resumed_from=resumed_from)
+
+
 def _read_epoch_log(path: Path) -> dict:
     import json
 
@@ -437,16 +453,7 @@ def fit_resumable(model: keras.Model, *args, backup_dir: str | os.PathLike, epoc
                 staged.replace(temporary)
             finally:
                 staged.unlink(missing_ok=True)
-    done = [log.epochs[str(epoch)] for epoch in range(epochs) if str(epoch) in log.epochs]
-    history: dict[str, list[float]] = {}
-    for record in done:
-        for key, value in record.items():
-            if not key.startswith("_"):
-                history.setdefault(key, []).append(value)
-    if timer is not None:
-        timer.train_seconds = [record.get("_train_seconds", 0.0) for record in done]
-        timer.validation_seconds = [record.get("_validation_seconds", 0.0) for record in done]
-    return FitHistory(history, resumed_from=max(resumed_from, 0))
+    return _history_of_every_epoch(log.epochs, epochs, timer, resumed_from=max(resumed_from, 0))
 
 
 def _trained_now(model: keras.Model, epochs: int) -> int:
@@ -715,16 +722,7 @@ def fit_loop(model: keras.Model, dataset: tf.data.Dataset, *, epochs: int, check
     if verbose and isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         print(f"weights checksum {weights_checksum(model)} (the same on every worker: they train in step)",
               flush=True)
-    done = [epoch_log[str(epoch)] for epoch in range(epochs) if str(epoch) in epoch_log]
-    history: dict[str, list[float]] = {}
-    for record in done:
-        for key, value in record.items():
-            if not key.startswith("_"):
-                history.setdefault(key, []).append(value)
-    if timer is not None:
-        timer.train_seconds = [record.get("_train_seconds", 0.0) for record in done]
-        timer.validation_seconds = [record.get("_validation_seconds", 0.0) for record in done]
-    return FitHistory(history, resumed_from=start_epoch)
+    return _history_of_every_epoch(epoch_log, epochs, timer, resumed_from=start_epoch)
 
 
 def weights_checksum(model: keras.Model) -> str:

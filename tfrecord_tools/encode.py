@@ -133,6 +133,17 @@ _FAST_SOF_MARKERS = (0xC0, 0xC1, 0xC2)
 _ALL_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 
 
+def _common_jpeg_header(data: bytes) -> tuple[int, int, int] | None:
+    """``(height, width, components)`` of an 8-bit baseline or progressive JPEG with 1 or 3 components, else None."""
+    header = _jpeg_frame_header(data)
+    if header is None:
+        return None
+    marker, precision, height, width, components = header
+    if marker not in _FAST_SOF_MARKERS or precision != 8 or components not in (1, 3) or not height or not width:
+        return None
+    return height, width, components
+
+
 def _jpeg_frame_header(data):
     """``(marker, precision, height, width, components)`` from a JPEG's SOF segment, or None.
 
@@ -223,12 +234,10 @@ def _open_common_jpeg(data, max_pixels, strict=True):
     the ``"jpeg"`` decoder, as ``JpegImagePlugin`` does). Returns None when the
     file is anything else, so :func:`open_checked` takes the full path.
     """
-    header = _jpeg_frame_header(data)
+    header = _common_jpeg_header(data)
     if header is None:
         return None
-    marker, precision, height, width, components = header
-    if marker not in _FAST_SOF_MARKERS or precision != 8 or components not in (1, 3) or not height or not width:
-        return None
+    height, width, components = header
     if width * height > max_pixels:
         raise ImageCheckError(
             f"image is {width}x{height} = {width * height / 1e6:.0f} MP, over the limit of "
@@ -601,12 +610,10 @@ def _check_common_jpeg(data, max_pixels):
     """
     if simplejpeg is None or sniff_format(data[:16]) != "jpeg":
         return None
-    header = _jpeg_frame_header(data)
+    header = _common_jpeg_header(data)
     if header is None:
         return None
-    marker, precision, height, width, components = header
-    if marker not in _FAST_SOF_MARKERS or precision != 8 or components not in (1, 3) or not height or not width:
-        return None
+    height, width, components = header
     ends = jpeg_ends_properly(data)
     if not ends and data.endswith(b"\x00"):
         return None

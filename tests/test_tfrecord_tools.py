@@ -730,6 +730,30 @@ def test_a_dead_worker_is_an_error_not_a_hang():
             list(pool.map(os._exit, [3], doing="testing"))
 
 
+def test_a_dead_workers_exit_code_is_asked_for_again_while_another_thread_collects_it():
+    """The executor's thread reaps the same children: one look may see None before the code is stored."""
+    from tfrecord_tools import _pool
+
+    class ReapedElsewhere:
+        def __init__(self, code, unknown_looks):
+            self.code, self.unknown_looks = code, unknown_looks
+
+        def join(self, timeout=None):
+            pass
+
+        @property
+        def exitcode(self):
+            self.unknown_looks -= 1
+            return None if self.unknown_looks >= 0 else self.code
+
+    processes = [ReapedElsewhere(-signal.SIGKILL, unknown_looks=3), ReapedElsewhere(-signal.SIGTERM, 0)]
+    assert _pool._exit_codes(processes, seconds=5) == [-signal.SIGKILL, -signal.SIGTERM]
+    still_running = ReapedElsewhere(0, unknown_looks=10**9)
+    started = time.monotonic()
+    assert _pool._exit_codes([still_running], seconds=0.2) == [None]
+    assert time.monotonic() - started < 2
+
+
 @pytest.mark.skipif(not os.path.exists(f"/proc/{os.getpid()}/task/{os.getpid()}/children"), reason="needs Linux /proc")
 def test_worker_killed_during_write_stops_it_with_a_clear_error(source, tmp_path):
     """The out-of-memory killer's SIGKILL to one worker: one line, exit 1, within seconds; a re-run finishes."""

@@ -223,11 +223,7 @@ class WorkerPool:
             raise WorkerDiedError(self._death_message(doing, then)) from None
 
     def _death_message(self, doing, then):
-        deadline = time.monotonic() + 2.0
-        processes = self._seen
-        for process in processes:  # the executor is stopping the others: wait a moment for exit codes
-            process.join(timeout=max(0.0, deadline - time.monotonic()))
-        codes = [process.exitcode for process in processes]
+        codes = _exit_codes(self._seen, seconds=2.0)
         # The executor stops the other workers with SIGTERM: the first other code is the dead one's.
         dead = [code for code in codes if code is not None and code != -signal.SIGTERM]
         if dead and dead[0] == -signal.SIGKILL:
@@ -255,6 +251,24 @@ class WorkerPool:
 
     def __exit__(self, *exc_info):
         self.terminate()
+
+
+def _exit_codes(processes, seconds):
+    """The exit codes of ``processes`` (None for one still running after ``seconds``).
+
+    The executor's own thread is stopping and joining the same processes at this
+    moment. Of two threads that wait for one child, only one collects its status;
+    the other sees "no such child" and a None exit code until the first has stored
+    it. So ask again until every code is known, instead of trusting one look.
+    """
+    deadline = time.monotonic() + seconds
+    while True:
+        for process in processes:
+            process.join(timeout=max(0.0, deadline - time.monotonic()))
+        codes = [process.exitcode for process in processes]
+        if all(code is not None for code in codes) or time.monotonic() >= deadline:
+            return codes
+        time.sleep(0.02)
 
 
 def start_pool(workers, initializer=None, initargs=()):

@@ -97,7 +97,7 @@ import numpy as np
 import tensorflow as tf
 
 import tfrecord_tools
-from common import assignment_check, plots, timeline
+from common import assignment_check, plots, timeline, training
 
 cli.seed_everything(config.seed)  # now that Keras is imported: the same initial weights on every run
 IMAGE_SIZE = config.image_size  # the lab's IMAGE_HEIGHT = IMAGE_WIDTH
@@ -416,13 +416,7 @@ build_pipeline = {"naive": naive_pipeline, "augmentation": augmentation_pipeline
 wild_model = models.wildlife_classifier(config.backbone, weights, head, len(label_names), CROP_SIZE)
 wild_model.summary(line_length=100)
 trainable_parameters = int(sum(np.prod(variable.shape) for variable in wild_model.trainable_weights))
-initial_weights = run.path("initial.weights.h5")  # every pipeline trains from the same start
-if run.resumed_parts and initial_weights.is_file():
-    wild_model.load_weights(initial_weights)  # the interrupted run's start
-else:
-    partial_weights = initial_weights.with_name(".initial.partial.weights.h5")  # Keras wants this suffix
-    wild_model.save_weights(partial_weights)
-    partial_weights.replace(initial_weights)
+initial_weights = training.starting_weights(wild_model, run)  # every pipeline trains from the same start
 loss_object = keras.losses.SparseCategoricalCrossentropy(from_logits=False)  # the model outputs probabilities
 
 # %% [markdown]

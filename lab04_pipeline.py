@@ -35,12 +35,8 @@ Run: python lab04_pipeline.py --data standin --limit 2000    (a quick look: 70-1
 ARGS = ""
 
 # %%
-import hashlib
 import os
-import shutil
-import tempfile
 import time
-from pathlib import Path
 
 from common import cli, datasets, report
 
@@ -68,7 +64,7 @@ import numpy as np
 import tensorflow as tf
 from matplotlib.ticker import MaxNLocator
 
-from common import augment, models, plots, timeline
+from common import augment, models, plots, timeline, training
 from common.errors import UserError
 
 keras.utils.set_random_seed(config.seed)
@@ -423,11 +419,7 @@ optimized_test = (
 # %%
 model = models.cifar_cnn_pipeline()
 model.summary()
-initial_weights = run.path("initial.weights.h5")
-if not initial_weights.exists():
-    partial_weights = run.out / ".initial.partial.weights.h5"  # Keras wants the .weights.h5 suffix
-    model.save_weights(partial_weights)
-    os.replace(partial_weights, initial_weights)  # never leave a half-written weights file
+initial_weights = training.starting_weights(model, run)
 train_steps = sum(rows_used[path] for path in train_files) // config.batch_size  # drop_remainder=True
 test_steps = -(-sum(rows_used[path] for path in test_files) // config.batch_size)
 
@@ -529,28 +521,7 @@ def image_folder_for_demo():
         print(f"{candidate} does not hold exactly one folder per CIFAR-10 class (unknown: "
               f"{sorted(found - set(class_names))}, missing: {sorted(set(class_names) - found)}); "
               "writing a folder of PNGs instead")
-    from PIL import Image
-
-    rows, labels = datasets.read_cifar10_batch(test_files[0])
-    per_class = 20 if config.limit else 100
-    key = hashlib.sha256(rows.tobytes()).hexdigest()[:12]  # other pixels, another folder
-    folder = datasets.cache_dir() / f"cifar10-png-demo-{per_class}-{key}"
-    if not folder.is_dir():  # written into a staging folder, then renamed: never half a folder
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
-        staging.chmod(0o755)
-        images = datasets.rows_to_images(rows)
-        for label, class_name in enumerate(class_names):
-            (staging / class_name).mkdir()
-            for number, index in enumerate(np.flatnonzero(labels == label)[:per_class]):
-                Image.fromarray(images[index]).save(staging / class_name / f"{number:04d}.png")
-        try:
-            os.replace(staging, folder)
-        except OSError:  # another run wrote it meanwhile
-            shutil.rmtree(staging)
-        datasets.register(folder)  # ours: `python -m common.datasets cache --clean` may remove it
-        print(f"wrote {sum(1 for _ in folder.glob('*/*.png'))} PNG files to {folder} (later runs reuse them)")
-    return folder
+    return datasets.cifar10_png_folder(test_files[0], class_names, per_class=20 if config.limit else 100)
 
 
 def time_batches(dataset, name, grid_title=None):

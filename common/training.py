@@ -15,6 +15,8 @@
   loop with the same history, timings and resume.
 * :func:`predict_classes` and :func:`evaluate_accuracy` cover the whole dataset
   under every strategy.
+* :func:`starting_weights` keeps the weights several trainings of one run start
+  from (the interrupted run's, on a resume).
 """
 
 from __future__ import annotations
@@ -289,6 +291,28 @@ def save_model(model: keras.Model, path: str | os.PathLike) -> Path:
             staged.replace(temporary)
         finally:
             staged.unlink(missing_ok=True)
+    return path
+
+
+def starting_weights(model: keras.Model, run, name: str = "initial.weights.h5") -> Path:
+    """The weights file that every training of this run starts from; returns its path.
+
+    When ``run`` resumes an interrupted run, the interrupted run's file is loaded into
+    ``model``: the parts still to train must start where the finished ones did.
+    Otherwise ``model``'s weights are saved now (under a temporary name, then renamed,
+    so a kill never leaves half a file). Load it before each training with
+    ``model.load_weights(path)``.
+    """
+    path = run.path(name)
+    if run.resumed_parts and path.is_file():
+        model.load_weights(path)
+        return path
+    partial = path.with_name(f".partial.{path.name}")  # Keras wants the .weights.h5 suffix
+    try:
+        model.save_weights(partial)
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)
     return path
 
 

@@ -179,6 +179,24 @@ def test_image_folder_cache_follows_the_images(tmp_path, empty_keras_home):
     assert len(datasets.load_cifar10(data="real", data_dir=tmp_path).x_train) == 5
 
 
+def test_png_folder_of_a_batch_file_is_written_once_and_cleaned_with_the_cache(tmp_path, empty_keras_home):
+    splits = datasets.make_cifar10_standin(train_size=50, test_size=40, seed=3)
+    batches = datasets.write_cifar10_batches(splits, tmp_path / "batches")
+    test_batch = batches / datasets.CIFAR10_TEST_BATCH
+    folder = datasets.cifar10_png_folder(test_batch, splits.class_names, per_class=2)
+    assert sorted(child.name for child in folder.iterdir()) == sorted(splits.class_names)
+    first_cat = np.flatnonzero(splits.y_test == 0)[0]
+    with Image.open(folder / splits.class_names[0] / "0000.png") as image:
+        np.testing.assert_array_equal(np.asarray(image), splits.x_test[first_cat])
+    assert sum(1 for _ in folder.glob("*/*.png")) == sum(min(2, int((splits.y_test == label).sum()))
+                                                          for label in range(10))
+    stamp = folder.stat().st_mtime_ns
+    assert datasets.cifar10_png_folder(test_batch, splits.class_names, per_class=2) == folder
+    assert folder.stat().st_mtime_ns == stamp  # reused, not written again
+    assert folder.name in {entry["name"] for entry in datasets.clean_cache()}
+    assert not folder.exists()
+
+
 def test_image_folder_with_wrong_size_names_the_file(tmp_path):
     for split in ("train", "test"):
         (tmp_path / split / "cat").mkdir(parents=True)

@@ -105,6 +105,28 @@ def test_save_model_writes_a_loadable_keras_file_and_no_leftovers(tmp_path):
     np.testing.assert_allclose(reloaded(np.ones((1, 4), np.float32)), model(np.ones((1, 4), np.float32)))
 
 
+def test_starting_weights_are_saved_once_and_a_resumed_run_starts_from_the_interrupted_runs(tmp_path):
+    class FakeRun:
+        def __init__(self, resumed_parts):
+            self.resumed_parts = resumed_parts
+
+        def path(self, name):
+            return tmp_path / name
+
+    first = tiny_model()
+    path = training.starting_weights(first, FakeRun([]))
+    assert [entry.name for entry in tmp_path.iterdir()] == ["initial.weights.h5"]
+    resumed = tiny_model()  # other random weights, as after a restart
+    assert training.weights_checksum(resumed) != training.weights_checksum(first)
+    assert training.starting_weights(resumed, FakeRun(["naive"])) == path
+    assert training.weights_checksum(resumed) == training.weights_checksum(first)
+    new_run = tiny_model()  # not a resume: its own weights replace the file
+    training.starting_weights(new_run, FakeRun([]))
+    first.load_weights(path)
+    assert training.weights_checksum(first) == training.weights_checksum(new_run)
+    assert [entry.name for entry in tmp_path.iterdir()] == ["initial.weights.h5"]
+
+
 @pytest.mark.parametrize(("examples", "replicas", "expected"), [
     (10_000, 1, 500), (51, 1, 51), (10_000, 2, 1000), (51, 2, 48), (50, 2, 50), (101, 4, 96),
 ])

@@ -54,7 +54,7 @@ Set ``LAB_OFFLINE=1`` to make every network download fail at once (the tests do)
 ``python -m common.datasets --help`` lists, cleans and fetches.
 """
 
-from common.datasets.cache import cache_dir, cache_entries, clean_cache, register
+from common.datasets.cache import cache_dir, cache_entries, cifar10_png_folder, clean_cache, register
 from common.datasets.downloads import DownloadError, download
 from common.datasets.fetch import fetch_all
 from common.datasets.formats import images_to_rows, read_cifar10_batch, rows_to_images, write_cifar10_batches
@@ -94,7 +94,8 @@ __all__ = [
     "CIFAR10_TRAIN_BATCHES", "DATA_CHOICES", "DOWNLOAD_TIMEOUT_SECONDS", "FASHION_MNIST_CLASSES", "IDX_FILES",
     "IMAGE_SUFFIXES", "MNIST_CLASSES", "STANDIN_CLASSES", "WILDLIFE_CLASSES",
     "CifarBatches", "DownloadError", "ImageSplits", "WildlifeFolder", "WildlifeSplit",
-    "cache_dir", "cache_entries", "check_limit", "cifar10_batches", "clean_cache", "download", "fetch_all",
+    "cache_dir", "cache_entries", "check_limit", "cifar10_batches", "cifar10_png_folder", "clean_cache",
+    "download", "fetch_all",
     "file_sha256", "find_wildlife", "images_to_rows", "label_counts", "limit_indices", "link_split",
     "load_cifar10", "load_mnist", "load_wildlife", "make_cifar10_standin", "read_cifar10_batch", "read_csv",
     "register", "rows_to_images", "smallest_limit", "stratified_sample", "wildlife_standin_folder",

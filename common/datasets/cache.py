@@ -10,7 +10,9 @@ The cache is ``$KERAS_HOME/datasets`` (default ``~/.keras/datasets``), shared wi
   batch files, ``cifar-10-batches-py-from-images-<key>/``;
 * ``cifar-10-batches-py-from-<key>/`` for an archive outside the cache,
   ``cifar-10-batches-py-standin-*`` for the stand-in and
-  ``cifar-10-batches-py-limit<N>-*`` for a ``--limit`` subset in batch files.
+  ``cifar-10-batches-py-limit<N>-*`` for a ``--limit`` subset in batch files;
+* ``cifar10-png-demo-<N>-<key>/``, PNG files of one batch file for the pipelines
+  that read image files.
 
 Each entry it writes is recorded in :data:`MANIFEST`, so that
 ``python -m common.datasets cache --clean`` removes what this course wrote and
@@ -40,6 +42,7 @@ from common.datasets.formats import (
     list_image_folder,
     read_cifar10_batch,
     read_cifar10_class_names,
+    rows_to_images,
 )
 from common.datasets.sources import (
     CIFAR10_CLASSES,
@@ -59,6 +62,7 @@ OWN_PATTERNS = [  # names that only this course gives to cache entries
     f"{CIFAR10_FOLDER}-standin-*",
     f"{CIFAR10_FOLDER}-limit*",
     "oregon_wildlife_standin_*",
+    "cifar10-png-demo-*",
     ".*.partial",  # a temporary name of ours, left by a run that was killed
 ]
 
@@ -289,3 +293,29 @@ def cifar10_from_image_folder(folder: Path) -> ImageSplits:
     register(cached)
     return ImageSplits(arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"],
                        class_names, "cifar10", source)
+
+
+def cifar10_png_folder(batch_file: Path, class_names: list[str], per_class: int) -> Path:
+    """A folder ``<class>/<NNNN>.png`` of the first ``per_class`` images of each class in one batch file.
+
+    For the pipelines that read image files (``Dataset.list_files``,
+    ``image_dataset_from_directory``) when the data came as batch files. Written
+    once into the cache, all or nothing, and reused while the batch file's pixels
+    stay the same (the key is their hash).
+    """
+    from PIL import Image
+
+    rows, labels = read_cifar10_batch(batch_file)
+    key = hashlib.sha256(rows.tobytes()).hexdigest()[:12]
+    folder = cache_dir() / f"cifar10-png-demo-{per_class}-{key}"
+    if folder.is_dir():
+        return folder
+    images = rows_to_images(rows)
+    with atomic_folder(folder) as staging:
+        for label, class_name in enumerate(class_names):
+            (staging / class_name).mkdir()
+            for number, index in enumerate(np.flatnonzero(labels == label)[:per_class]):
+                Image.fromarray(images[index]).save(staging / class_name / f"{number:04d}.png")
+    register(folder)
+    print(f"wrote {sum(1 for _ in folder.glob('*/*.png'))} PNG files to {folder} (later runs reuse them)", flush=True)
+    return folder

@@ -281,13 +281,23 @@ def is_chief() -> bool:
 
 def save_model(model: keras.Model, path: str | os.PathLike) -> Path:
     """``model.save(path)`` (a ``.keras`` file), atomically: no half-written model after a crash."""
+    return _save_atomically(model.save, path, ".keras")
+
+
+def save_weights(model: keras.Model, path: str | os.PathLike) -> Path:
+    """``model.save_weights(path)`` (a ``.weights.h5`` file), atomically."""
+    return _save_atomically(model.save_weights, path, ".weights.h5")
+
+
+def _save_atomically(save, path: str | os.PathLike, suffix: str) -> Path:
+    """Call ``save(file)`` on a temporary name, then rename it to ``path``; Keras insists on ``suffix``."""
     from common.report import atomic_path
 
     path = Path(path)
     with atomic_path(path) as temporary:
-        staged = temporary.with_suffix(".keras")  # Keras insists on the suffix
+        staged = temporary.with_suffix(suffix)
         try:
-            model.save(staged)
+            save(staged)
             staged.replace(temporary)
         finally:
             staged.unlink(missing_ok=True)
@@ -307,13 +317,7 @@ def starting_weights(model: keras.Model, run, name: str = "initial.weights.h5") 
     if run.resumed_parts and path.is_file():
         model.load_weights(path)
         return path
-    partial = path.with_name(f".partial.{path.name}")  # Keras wants the .weights.h5 suffix
-    try:
-        model.save_weights(partial)
-        partial.replace(path)
-    finally:
-        partial.unlink(missing_ok=True)
-    return path
+    return save_weights(model, path)
 
 
 def gpus_have_tensor_cores(gpus) -> bool:
@@ -468,15 +472,7 @@ def fit_resumable(model: keras.Model, *args, backup_dir: str | os.PathLike, epoc
         extra = [timer] if timer is not None else []
         model.fit(*args, epochs=epochs, callbacks=[*callbacks, *extra, log, backup], **kwargs)
         resumed_from = epochs - (len(timer.train_seconds) if timer is not None else _trained_now(model, epochs))
-        from common.report import atomic_path
-
-        with atomic_path(trained) as temporary:
-            staged = temporary.with_suffix(".weights.h5")  # Keras insists on the suffix
-            try:
-                model.save_weights(staged)
-                staged.replace(temporary)
-            finally:
-                staged.unlink(missing_ok=True)
+        save_weights(model, trained)
     return _history_of_every_epoch(log.epochs, epochs, timer, resumed_from=max(resumed_from, 0))
 
 

@@ -7,8 +7,8 @@ import sys
 import pytest
 
 from common import cli
+from fakes import REPO_ROOT
 
-from conftest import REPO_ROOT
 
 
 def make(**overrides):

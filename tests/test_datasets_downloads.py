@@ -17,8 +17,7 @@ from common import datasets
 from common.datasets import __main__ as datasets_cli
 from common.errors import UserError
 
-from conftest import REPO_ROOT
-from fakes import serve_folder, write_fetch_folder
+from fakes import REPO_ROOT, serve_folder, write_fetch_folder
 
 
 @pytest.fixture

@@ -15,8 +15,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import REPO_ROOT
-from fakes import write_idx_folder
+from fakes import REPO_ROOT, write_idx_folder
 
 QUICK = ["--data", "standin", "--epochs", "2", "--limit", "600"]
 OUTPUTS = {"sample_digits.png", "predictions.png", "training_curves.png", "metrics.json", "run.json"}

@@ -7,7 +7,8 @@ import pytest
 
 from common import notebooks
 
-from conftest import REPO_ROOT
+from fakes import REPO_ROOT
+
 
 
 def test_every_notebook_matches_its_script():

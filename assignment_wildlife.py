@@ -36,12 +36,13 @@ ARGS = ""
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
-from common import cli, report
+from common import cli, console
 from common.errors import UserError
+from common.run import Run
 
-cli.quiet_tensorflow()
 PIPELINES = ("naive", "augmentation", "optimized", "tfrecord")
 DEFAULT_OUT = "outputs/assignment"
 parser = cli.make_parser(__doc__, epochs=3, batch_size=32, out=DEFAULT_OUT,
@@ -83,23 +84,25 @@ head = config.head if config.head != "auto" else ("flatten" if config.backbone =
 if config.backbone == "small_cnn" and weights == "imagenet":
     parser.error("--backbone small_cnn has no ImageNet weights: drop --weights imagenet, or choose another backbone")
 
-from common import datasets, models
+from common import datasets
+
+# Lists the files, opens none, and checks --limit against the classes it found.
+photo_folder = datasets.find_wildlife(config.data, config.data_dir, seed=config.seed, limit=config.limit,
+                                      global_batch=config.batch_size)
+run = Run(config, "assignment_wildlife")
+
+import numpy as np
+
+with console.quiet_tensorflow():  # TensorFlow's start-up notices stay out of the output
+    import keras
+    import tensorflow as tf
+
+import tfrecord_tools
+from common import assignment_check, models, plots, timeline, training
 
 if weights == "imagenet":  # fail now, not after minutes of data preparation
     models.check_imagenet_weights(config.backbone)
-photo_folder = datasets.find_wildlife(config.data, config.data_dir, seed=config.seed)  # lists the files, opens none
-datasets.check_limit(photo_folder.name, config.limit, global_batch=config.batch_size,  # before any photo is decoded
-                     train_counts=photo_folder.train_counts, test_counts=photo_folder.test_counts)
-run = report.Run(config, "assignment_wildlife")
-
-import keras
-import numpy as np
-import tensorflow as tf
-
-import tfrecord_tools
-from common import assignment_check, plots, timeline, training
-
-cli.seed_everything(config.seed)  # now that Keras is imported: the same initial weights on every run
+keras.utils.set_random_seed(config.seed)  # Python, NumPy and TensorFlow: the same initial weights every run
 IMAGE_SIZE = config.image_size  # the lab's IMAGE_HEIGHT = IMAGE_WIDTH
 CROP_SIZE = config.crop_size  # the lab's IMAGE_SIZE_CROPPED
 AUTOTUNE = tf.data.AUTOTUNE
@@ -245,10 +248,7 @@ except NotImplementedError as todo:
 # never augments.
 
 # %%
-naive_options = tf.data.Options()
-naive_options.experimental_optimization.apply_default_optimizations = False
-naive_options.experimental_optimization.map_and_batch_fusion = False
-naive_options.experimental_optimization.inject_prefetch = False
+naive_options = timeline.as_written()  # tf.data's automatic rewrites off
 
 
 def naive_test(recorder):
@@ -351,10 +351,10 @@ def write_tfrecords(split_folder, tfrecord_folder):
 tfrecords = run.finished("tfrecords") if "tfrecord" in config.pipelines else None
 tfrecords_todo = None
 if tfrecords is None and "tfrecord" in config.pipelines:
-    clock = report.Stopwatch()
+    write_start = time.perf_counter()
     shutil.rmtree(TFRECORD_DIR, ignore_errors=True)  # an interrupted write's shards: start them over
     try:
-        write_tfrecords(datasets.link_split(data, run.backup_dir("tfrecords").resolve() / "split"), TFRECORD_DIR)
+        write_tfrecords(datasets.link_split(data, run.scratch("tfrecords").resolve() / "split"), TFRECORD_DIR)
     except NotImplementedError as todo:
         tfrecords_todo = assignment_check.todo_name(todo, "TODO 4: the TFRecords")
         run.skip("tfrecords", assignment_check.not_written_reason(tfrecords_todo))
@@ -368,7 +368,7 @@ if tfrecords is None and "tfrecord" in config.pipelines:
         totals, resize = sidecar["totals"], sidecar.get("resize") or {}
         tfrecords = run.complete("tfrecords", {
             "images": totals["images"], "shards": totals["shards"], "bytes": totals["bytes"],
-            "seconds": clock.seconds,
+            "seconds": time.perf_counter() - write_start,
             # Photos stored smaller than the files: the TFRecord pipeline decodes fewer pixels.
             "resized": resize.get("resized_images", 0) > 0})
 
@@ -441,14 +441,14 @@ def train_with(name):
     except NotImplementedError as todo:
         run.skip(name, assignment_check.not_written(todo, f"the {name} pipeline"))
         return None
-    report.banner(f"{name} pipeline: {report.count(config.epochs, 'epoch')}, {len(data.train_paths)} train / "
+    console.banner(f"{name} pipeline: {console.count(config.epochs, 'epoch')}, {len(data.train_paths)} train / "
                   f"{len(data.test_paths)} test images, batch {config.batch_size}")
     wild_model.load_weights(initial_weights)
     history = timeline.timelined_benchmark(
         wild_model, train, test, epochs=config.epochs, recorder=recorder, loss=loss_object,
         optimizer=keras.optimizers.Adam(config.learning_rate),
         train_steps=-(-len(data.train_paths) // config.batch_size),
-        test_steps=-(-len(data.test_paths) // config.batch_size), progress=report.interactive())
+        test_steps=-(-len(data.test_paths) // config.batch_size))
     summary = timeline.summarize(recorder.spans())
     seconds = sum(row["seconds"] for row in history)
     print(f"Execution time: {seconds:.1f} s")
@@ -493,7 +493,7 @@ def answer_questions(measured):
     # `measured["pipelines"][name]` (`seconds`, `epoch_seconds`, `input_wait_share`, `test_accuracy`,
     # `busy_seconds` per stage) in f-strings, or typed in.
     ### BEGIN SOLUTION
-    from common.solution import analysis
+    from course import analysis  # the teacher's model answers, derived from the run's numbers
 
     return analysis.answers(measured)
     ### END SOLUTION
@@ -509,7 +509,7 @@ analysis = assignment_check.analysis_markdown(
     measured, answers, missing="_Not answered yet (TODO 6)._",
     title=f"Analysis: {len(data.train_paths)} training / {len(data.test_paths)} test images{STAND_IN}, "
           f"{config.backbone} ({head} head, {trainable_parameters:,} trainable parameters), "
-          f"{report.count(config.epochs, 'epoch')}, batch {config.batch_size}")
+          f"{console.count(config.epochs, 'epoch')}, batch {config.batch_size}")
 run.write_text("analysis.md", analysis)
 print(analysis)
 

@@ -22,21 +22,25 @@ Run: python lab01_mnist.py --epochs 1 --limit 2000   (a quick run, ~10 s)
 ARGS = ""
 
 # %%
-from common import cli, datasets, report
+from common import cli, console
+from common.run import Run
 
-cli.quiet_tensorflow()
-parser = cli.make_parser(__doc__, epochs=5, batch_size=32, out="outputs/lab01")
+parser = cli.make_parser(__doc__, epochs=5, batch_size=32, out="outputs/lab01", dataset="mnist")
 parser.add_argument("--dataset", choices=["mnist", "fashion_mnist"], default="mnist",
                     help="which 28x28 grayscale dataset to use (default: mnist)")
 parser.add_argument("--dropout", type=cli.rate, default=0.5,
                     help="dropout rate before the CNN's readout layer (lab: 0.5)")
-config = cli.parse(parser, ARGS)
-datasets.check_limit(config.dataset, config.limit, global_batch=config.batch_size)  # before any data is read
-run = report.Run(config, "lab01")
+config = cli.parse(parser, ARGS)  # also refuses a --limit too small for the dataset, before any work
+run = Run(config, "lab01")  # the output folder: resume, status, Ctrl-C
 
-import numpy as np  # after the flags, so --help answers at once
+import numpy as np  # the libraries after the flags, so --help answers at once
 
-from common import models, plots, training  # these import TensorFlow
+with console.quiet_tensorflow():  # TensorFlow's start-up notices stay out of the output
+    import keras
+
+from common import datasets, models, plots
+
+keras.utils.set_random_seed(config.seed)  # Python, NumPy and TensorFlow: the same run every time
 
 # %% [markdown]
 # ## Load and normalise the data
@@ -71,24 +75,14 @@ pixel_count = train_images.shape[1] * train_images.shape[2]
 train_vectors = train_images.reshape(len(train_images), pixel_count)
 test_vectors = test_images.reshape(len(test_images), pixel_count)
 
-softmax = run.finished("softmax")  # read back if an interrupted run finished this part
-if softmax is None:
-    softmax_model = models.softmax_regression(input_dim=pixel_count, classes=len(data.class_names))
-    softmax_model.summary()
-    softmax_model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    timer = training.EpochTimer(len(train_vectors))
-    history = training.fit_resumable(
-        softmax_model, train_vectors, train_labels, epochs=config.epochs, batch_size=config.batch_size,
-        validation_data=(test_vectors, test_labels),  # only to draw the test curve; training never sees it
-        backup_dir=run.backup_dir("softmax"), timer=timer, verbose=report.keras_verbose(),
-    )
-    _, accuracy = softmax_model.evaluate(test_vectors, test_labels, verbose=0)
-    softmax = run.complete("softmax", {
-        "parameters": softmax_model.count_params(), "test_accuracy": float(accuracy),
-        "train_seconds": round(sum(timer.train_seconds), 1), "history": history.history,
-        "epochs_trained_now": history.epochs_trained,
-    })
-print(f"Softmax regression test accuracy: {softmax['test_accuracy']:.4f}" + (" (lab: 0.9244)" if on_mnist else ""))
+softmax_model = models.softmax_regression(input_dim=pixel_count, classes=len(data.class_names))
+softmax_model.summary()
+softmax_model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+softmax_model.fit(train_vectors, train_labels, epochs=config.epochs, batch_size=config.batch_size,
+                  validation_data=(test_vectors, test_labels),  # only to draw the test curve; training never sees it
+                  verbose=console.keras_verbose(), callbacks=run.callbacks("softmax"))
+_, softmax_accuracy = softmax_model.evaluate(test_vectors, test_labels, verbose=0)
+print(f"Softmax regression test accuracy: {softmax_accuracy:.4f}" + (" (lab: 0.9244)" if on_mnist else ""))
 
 # %% [markdown]
 # ## Multilayer convolutional network on MNIST
@@ -115,32 +109,23 @@ models.mnist_convolutional_base(input_shape=train_images.shape[1:]).summary()
 # digits a person would hesitate over too).
 
 # %%
-cnn = run.finished("cnn")
-if cnn is None:
-    cnn_model = models.mnist_cnn(input_shape=train_images.shape[1:], classes=len(data.class_names),
-                                 dropout=config.dropout)
-    cnn_model.summary()
-    cnn_model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    timer = training.EpochTimer(len(train_images))
-    history = training.fit_resumable(
-        cnn_model, train_images, train_labels, epochs=config.epochs, batch_size=config.batch_size,
-        validation_data=(test_images, test_labels),
-        backup_dir=run.backup_dir("cnn"), timer=timer, verbose=report.keras_verbose(),
-    )
-    _, accuracy = cnn_model.evaluate(test_images, test_labels, verbose=0)
-    predicted = np.argmax(cnn_model.predict(test_images, batch_size=1024, verbose=0), axis=1)
-    wrong = np.flatnonzero(predicted != test_labels)
-    shown = np.concatenate([np.arange(min(24, len(test_labels))), wrong[wrong >= 24][:8]])  # then mistakes
-    figure = plots.prediction_grid(data.x_test[shown], test_labels[shown], predicted[shown], data.class_names,
-                                   title=f"CNN predictions on {name} test images "
-                                         f"({len(wrong)} of {len(test_labels)} wrong)")
-    run.save_figure(figure, "predictions.png")
-    cnn = run.complete("cnn", {
-        "parameters": cnn_model.count_params(), "test_accuracy": float(accuracy), "test_errors": len(wrong),
-        "train_seconds": round(sum(timer.train_seconds), 1), "history": history.history,
-        "epochs_trained_now": history.epochs_trained,
-    })
-print(f"CNN test accuracy: {cnn['test_accuracy']:.4f}" + (" (lab: 0.9912)" if on_mnist else ""))
+cnn_model = models.mnist_cnn(input_shape=train_images.shape[1:], classes=len(data.class_names),
+                             dropout=config.dropout)
+cnn_model.summary()
+cnn_model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+cnn_model.fit(train_images, train_labels, epochs=config.epochs, batch_size=config.batch_size,
+              validation_data=(test_images, test_labels), verbose=console.keras_verbose(),
+              callbacks=run.callbacks("cnn"))
+_, cnn_accuracy = cnn_model.evaluate(test_images, test_labels, verbose=0)
+print(f"CNN test accuracy: {cnn_accuracy:.4f}" + (" (lab: 0.9912)" if on_mnist else ""))
+
+predicted = np.argmax(cnn_model.predict(test_images, batch_size=1024, verbose=0), axis=1)
+wrong = np.flatnonzero(predicted != test_labels)
+shown = np.concatenate([np.arange(min(24, len(test_labels))), wrong[wrong >= 24][:8]])  # then mistakes
+figure = plots.prediction_grid(data.x_test[shown], test_labels[shown], predicted[shown], data.class_names,
+                               title=f"CNN predictions on {name} test images "
+                                     f"({len(wrong)} of {len(test_labels)} wrong)")
+run.save_figure(figure, "predictions.png")
 
 # %% [markdown]
 # ## Results
@@ -148,15 +133,17 @@ print(f"CNN test accuracy: {cnn['test_accuracy']:.4f}" + (" (lab: 0.9912)" if on
 # test images (hollow squares).
 
 # %%
-figure = plots.training_curves({"softmax regression": softmax["history"], "CNN": cnn["history"]},
-                               title=f"{name}: training loss and accuracy")
-run.save_figure(figure, "training_curves.png")
-
+softmax_history, cnn_history = run.history("softmax"), run.history("cnn")  # every epoch, resumed ones too
+run.save_figure(plots.training_curves({"softmax regression": softmax_history, "CNN": cnn_history},
+                                      title=f"{name}: training loss and accuracy"), "training_curves.png")
+softmax_seconds = sum(softmax_history["train_seconds"])
+cnn_seconds = sum(cnn_history["train_seconds"])
 run.finish(
-    {"settings": {"epochs": config.epochs, "batch_size": config.batch_size, "dropout": config.dropout,
-                  "seed": config.seed},
-     "softmax_regression": softmax, "cnn": cnn},
-    {"dataset": data.name, "softmax_accuracy": softmax["test_accuracy"], "cnn_accuracy": cnn["test_accuracy"],
-     "softmax_train_s": softmax["train_seconds"], "cnn_train_s": cnn["train_seconds"]},
+    {"softmax_regression": {"parameters": softmax_model.count_params(), "test_accuracy": softmax_accuracy,
+                            "train_seconds": softmax_seconds, "history": softmax_history},
+     "cnn": {"parameters": cnn_model.count_params(), "test_accuracy": cnn_accuracy, "test_errors": len(wrong),
+             "train_seconds": cnn_seconds, "history": cnn_history}},
+    {"dataset": data.name, "softmax_accuracy": softmax_accuracy, "cnn_accuracy": cnn_accuracy,
+     "softmax_train_s": softmax_seconds, "cnn_train_s": cnn_seconds},
     data=data,
 )

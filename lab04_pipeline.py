@@ -38,11 +38,11 @@ ARGS = ""
 import os
 import time
 
-from common import cli, datasets, report
+from common import cli, console
+from common.run import Run
 
-cli.quiet_tensorflow()
 PIPELINES = ["naive", "optimized", "in_memory", "list_files", "image_dataset_from_directory"]
-parser = cli.make_parser(__doc__, epochs=2, batch_size=64, out="outputs/lab04")
+parser = cli.make_parser(__doc__, epochs=2, batch_size=64, out="outputs/lab04", dataset="cifar10")
 parser.add_argument("--pipelines", nargs="+", choices=PIPELINES, default=PIPELINES, metavar="PIPELINE",
                     help=f"which pipelines to run, space-separated, from {' '.join(PIPELINES)} (default: all; "
                     "naive is the slow one)")
@@ -54,20 +54,21 @@ parser.add_argument("--shuffle-buffer", type=cli.positive_int, default=10_000,
                     help="examples in the shuffle buffer (lab: 10000)")
 parser.add_argument("--practical-batches", type=cli.positive_int, default=50,
                     help="batches to time in the 'in practical use' section (default: 50)")
-config = cli.parse(parser, ARGS)
-datasets.check_limit("cifar10", config.limit, global_batch=config.batch_size)  # before any data is read
-run = report.Run(config, "lab04")
+config = cli.parse(parser, ARGS)  # also refuses a --limit too small for the dataset, before any work
+run = Run(config, "lab04")
 
-import keras  # TensorFlow after the flags, so --help answers at once
-import matplotlib.pyplot as plt
+import matplotlib.pyplot as plt  # the libraries after the flags, so --help answers at once
 import numpy as np
-import tensorflow as tf
 from matplotlib.ticker import MaxNLocator
 
-from common import augment, models, plots, timeline, training
+with console.quiet_tensorflow():  # TensorFlow's start-up notices stay out of the output
+    import keras
+    import tensorflow as tf
+
+from common import augment, datasets, models, plots, timeline, training
 from common.errors import UserError
 
-keras.utils.set_random_seed(config.seed)
+keras.utils.set_random_seed(config.seed)  # Python, NumPy and TensorFlow: the same run every time
 
 # The data first, so that a wrong --data-dir or a damaged batch file fails before any work.
 # With --limit N the batch files hold N training images (stratified) and a proportional
@@ -185,6 +186,7 @@ for axis, (title, ordered) in zip(axes, [
     axis.set_xlabel("batch number")
     axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # batches are whole numbers
 axes[0].set_ylabel("batch size")
+figure.suptitle("Batch sizes: repeat then batch straddles epochs; batch then repeat keeps a short last batch")
 run.save_figure(figure, "batch_sizes.png")
 
 # %% [markdown]
@@ -205,6 +207,7 @@ axis.set_xlabel("batch number")
 axis.set_ylabel("mean element id in the batch")
 axis.xaxis.set_major_locator(MaxNLocator(integer=True))
 axis.legend()
+axis.set_title("shuffle then repeat keeps each epoch apart; repeat then shuffle mixes them")
 run.save_figure(figure, "shuffle_repeat.png")
 
 # %% [markdown]
@@ -331,10 +334,7 @@ for demo_name, demo_batch_size, demo_steps in (("test", None, 10), ("test_batch"
 # its default optimisations off to measure the naive pipeline as written.
 
 # %%
-naive_options = tf.data.Options()
-naive_options.experimental_optimization.apply_default_optimizations = False
-naive_options.experimental_optimization.map_and_batch_fusion = False
-naive_options.experimental_optimization.inject_prefetch = False
+naive_options = timeline.as_written()  # tf.data's automatic rewrites off
 naive_recorder = timeline.Recorder()
 naive_train = (
     timeline.time_measured_dataset(train_files, open_examples, read_example, IMAGE_SPEC, naive_recorder)
@@ -426,17 +426,17 @@ test_steps = -(-sum(rows_used[path] for path in test_files) // config.batch_size
 
 def train_with_timeline(name, train_dataset, test_dataset, recorder):
     """Train from the initial weights, draw the timeline, and record the pipeline as finished."""
-    report.banner(f"{name} pipeline: {report.count(config.epochs, 'epoch')}")
+    console.banner(f"{name} pipeline: {console.count(config.epochs, 'epoch')}")
     model.load_weights(initial_weights)
-    clock = report.Stopwatch()
+    start = time.perf_counter()
     history = timeline.timelined_benchmark(
         model, train_dataset, test_dataset, epochs=config.epochs, recorder=recorder,
         train_steps=train_steps, test_steps=test_steps)
-    benchmark_seconds = clock.seconds
+    benchmark_seconds = time.perf_counter() - start
     seconds = sum(row["seconds"] for row in history)
     teardown_seconds = sum(row["teardown_seconds"] for row in history)
     tracing_seconds = benchmark_seconds - seconds - teardown_seconds
-    print(f"Execution time: {seconds:.1f} s ({config.epochs} epoch{'s' if config.epochs > 1 else ''})\n"
+    print(f"Execution time: {seconds:.1f} s ({console.count(config.epochs, 'epoch')})\n"
           f"  + Teardown (deleting the epochs' finished iterators): {teardown_seconds:.1f} s\n"
           f"  + tracing the steps before epoch 1, and bookkeeping: {tracing_seconds:.1f} s\n"
           f"  = {benchmark_seconds:.1f} s in timelined_benchmark")

@@ -114,9 +114,8 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
-from common import cli
 
-cli.quiet_tensorflow()  # TensorFlow's start-up notices would bury the tables
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's notices would bury the tables
 
 import numpy as np
 from PIL import Image

@@ -259,10 +259,11 @@ def _photos_present(path: Path) -> bool:
 
 def _csv_hashes_and_labels(path: Path) -> collections.Counter:
     from common import datasets
+    from common.files import file_sha256
 
     if not path.is_file():
         return collections.Counter()
-    return collections.Counter((datasets.file_sha256(image), label) for image, label in datasets.read_csv(path))
+    return collections.Counter((file_sha256(image), label) for image, label in datasets.read_csv(path))
 
 
 def _record_hashes_and_labels(folder: Path) -> dict[str, collections.Counter]:

@@ -11,7 +11,10 @@ builder                        input              parameters  lab section
 =============================  =================  ==========  ===========
 
 Keras 3 deprecates ``input_shape=`` on the first layer, so each model starts
-with an explicit ``keras.Input``; the layers and counts are the lab's.
+with an explicit ``keras.Input``; the layers and counts are the lab's. Under a
+mixed-precision policy the CIFAR models keep their softmax in float32, as Keras'
+mixed-precision guide advises (probabilities and the cross-entropy's logarithm are
+where 16-bit numbers lose the most); under float32, the default, that changes nothing.
 :func:`check_imagenet_weights` says, before any work, whether a pretrained
 backbone's weights are cached or can be downloaded.
 """
@@ -72,18 +75,8 @@ def cifar_cnn(input_shape=(32, 32, 3), classes: int = 10, dropout: float = 0.5, 
     The lab's printed summary has a batch normalisation after each pooling layer
     (its code cell, cut off, shows one); the summary's count is the one we match.
     """
-    return keras.Sequential(
-        [
-            keras.Input(shape=input_shape),
-            *_convolution_blocks(),
-            layers.Flatten(),
-            layers.Dense(384, activation="relu"),
-            layers.Dropout(dropout),
-            layers.Dense(192, activation="relu"),
-            layers.Dense(classes, activation="softmax"),
-        ],
-        name=name,
-    )
+    return keras.Sequential([keras.Input(shape=input_shape), *_convolution_blocks(),
+                             *_cifar_head(classes, dropout, second_dropout=False)], name=name)
 
 
 def cifar_cnn_pipeline(
@@ -94,19 +87,8 @@ def cifar_cnn_pipeline(
     The same convolution blocks as :func:`cifar_cnn`, with dropout after both
     dense layers: 1,068,810 parameters for 24x24x3 inputs.
     """
-    return keras.Sequential(
-        [
-            keras.Input(shape=input_shape),
-            *_convolution_blocks(),
-            layers.Flatten(),
-            layers.Dense(384, activation="relu"),
-            layers.Dropout(dropout),
-            layers.Dense(192, activation="relu"),
-            layers.Dropout(dropout),
-            layers.Dense(classes, activation="softmax"),
-        ],
-        name=name,
-    )
+    return keras.Sequential([keras.Input(shape=input_shape), *_convolution_blocks(),
+                             *_cifar_head(classes, dropout, second_dropout=True)], name=name)
 
 
 def wildlife_classifier(backbone: str, weights: str, head: str, classes: int, crop_size: int):
@@ -219,4 +201,16 @@ def _convolution_blocks():
         layers.Conv2D(64, (5, 5), padding="same", activation="relu"),
         layers.MaxPooling2D(pool_size=3, strides=2, padding="same"),
         layers.BatchNormalization(),
+    ]
+
+
+def _cifar_head(classes: int, dropout: float, *, second_dropout: bool):
+    """Flatten, dense 384 and dropout, dense 192 (and dropout), softmax: the lab's CIFAR-10 head."""
+    return [
+        layers.Flatten(),
+        layers.Dense(384, activation="relu"),
+        layers.Dropout(dropout),
+        layers.Dense(192, activation="relu"),
+        *([layers.Dropout(dropout)] if second_dropout else []),
+        layers.Dense(classes, activation="softmax", dtype="float32"),  # float32 also under mixed precision
     ]

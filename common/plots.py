@@ -1,7 +1,7 @@
 """Figures the lab scripts share: image grids, training curves, confusion matrices.
 
 Each function returns a matplotlib ``Figure``; save it with ``run.save_figure(figure,
-name)`` (or ``common.report.save_figure(figure, path)``), which also shows it inline
+name)`` (or ``common.files.save_figure(figure, path)``), which also shows it inline
 under Jupyter. Outside Jupyter the Agg backend is selected unless a backend was
 chosen already, so scripts run on machines without a screen.
 """

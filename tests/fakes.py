@@ -6,9 +6,11 @@ import hashlib
 import http.server
 import pickle
 import shutil
+import subprocess
+import sys
 import tarfile
+import textwrap
 import threading
-
 from pathlib import Path
 
 import numpy as np
@@ -132,3 +134,20 @@ def serve_folder(folder, on_request=None):
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+def start_run_script(tmp_path, name, body, **popen):
+    """Start a script that makes a common.run.Run into tmp_path/out, then runs ``body``; stdout and stderr are pipes."""
+    script = tmp_path / f"{name}.py"
+    script.write_text(textwrap.dedent(f"""
+        import argparse, sys, time
+        sys.path.insert(0, {str(REPO_ROOT)!r})
+        from common import cli
+        from common.interrupts import interruptible
+        from common.run import Run
+        cli.install_error_handler()
+        run = Run(argparse.Namespace(out={str(tmp_path / 'out')!r}, fresh=False), {name!r}, chief=True,
+                  code="one version of the script")
+    """) + textwrap.dedent(body))
+    return subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, **popen)

@@ -80,7 +80,6 @@ from common.datasets.standins import STANDIN_CLASSES, make_cifar10_standin, wild
 from common.datasets.wildlife import (
     WildlifeFolder,
     WildlifeSplit,
-    file_sha256,
     find_wildlife,
     label_counts,
     link_split,
@@ -96,7 +95,7 @@ __all__ = [
     "CifarBatches", "DownloadError", "ImageSplits", "WildlifeFolder", "WildlifeSplit",
     "cache_dir", "cache_entries", "check_limit", "cifar10_batches", "cifar10_png_folder", "clean_cache",
     "download", "fetch_all",
-    "file_sha256", "find_wildlife", "images_to_rows", "label_counts", "limit_indices", "link_split",
+    "find_wildlife", "images_to_rows", "label_counts", "limit_indices", "link_split",
     "load_cifar10", "load_mnist", "load_wildlife", "make_cifar10_standin", "read_cifar10_batch", "read_csv",
     "register", "rows_to_images", "smallest_limit", "stratified_sample", "wildlife_standin_folder",
     "write_cifar10_batches", "write_csv",

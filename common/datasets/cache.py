@@ -37,7 +37,6 @@ import numpy as np
 
 from common.datasets.downloads import reason
 from common.datasets.formats import (
-    atomic_folder,
     decode_images,
     list_image_folder,
     read_cifar10_batch,
@@ -53,7 +52,7 @@ from common.datasets.sources import (
 )
 from common.datasets.splits import CifarBatches, ImageSplits
 from common.errors import UserError
-from common.report import atomic_path
+from common.files import atomic_folder, atomic_path
 
 MANIFEST = ".written-by-common-datasets"
 OWN_PATTERNS = [  # names that only this course gives to cache entries

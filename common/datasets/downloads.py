@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sys
 import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from common import console
 from common.datasets import sources
 from common.datasets.sources import RemoteFile
-from common.report import atomic_path
+from common.files import atomic_path
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
@@ -82,8 +82,6 @@ def download(url: str, destination: str | os.PathLike, *, md5: str | None = None
 
 
 def _download(url, destination: Path, md5, sha256, timeout) -> Path:
-    from tqdm.auto import tqdm
-
     expected = {name: value for name, value in (("md5", md5), ("sha256", sha256)) if value}
     digests = {name: hashlib.new(name) for name in expected}
     try:
@@ -93,9 +91,8 @@ def _download(url, destination: Path, md5, sha256, timeout) -> Path:
             except (urllib.error.URLError, OSError, ValueError) as error:
                 raise DownloadError(f"could not download {url}: {reason(error)}") from None
             total = int(response.headers.get("Content-Length") or 0) or None
-            with response, open(temporary, "wb") as handle, tqdm(
-                total=total, unit="B", unit_scale=True, desc=f"download {destination.name}", file=sys.stdout,
-            ) as progress:
+            with response, open(temporary, "wb") as handle, console.progress(
+                total=total, unit="B", unit_scale=True, desc=f"download {destination.name}") as progress:
                 while True:
                     try:
                         chunk = response.read(1 << 20)

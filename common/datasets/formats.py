@@ -10,19 +10,16 @@ from __future__ import annotations
 import gzip
 import os
 import pickle
-import shutil
-import sys
-import tempfile
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
+from common import console
 from common.datasets.downloads import reason
 from common.datasets.sources import CIFAR10_TEST_BATCH, CIFAR10_TRAIN_BATCHES, IMAGE_SUFFIXES
 from common.errors import UserError
+from common.files import atomic_folder
 
 # --- MNIST ------------------------------------------------------------------------------------
 
@@ -184,7 +181,6 @@ def decode_images(paths: list[Path], description: str, shape=(32, 32, 3)) -> np.
     Raises a :class:`UserError` naming the first file that is unreadable or of another size.
     """
     from PIL import Image, UnidentifiedImageError
-    from tqdm.auto import tqdm
 
     def decode(path: Path) -> np.ndarray:
         try:
@@ -200,32 +196,6 @@ def decode_images(paths: list[Path], description: str, shape=(32, 32, 3)) -> np.
 
     # Pillow releases the GIL while decoding, so threads use every core.
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        images = list(tqdm(pool.map(decode, paths, chunksize=256), total=len(paths), desc=description,
-                           unit="img", file=sys.stdout, mininterval=1.0, disable=None))
+        images = list(console.progress(pool.map(decode, paths, chunksize=256), total=len(paths),
+                                       desc=description, unit="img"))
     return np.stack(images)
-
-
-# --- Writing a folder atomically --------------------------------------------------------------
-
-
-@contextmanager
-def atomic_folder(target: Path) -> Iterator[Path]:
-    """Yield an empty staging folder beside ``target``; on success it replaces ``target`` whole.
-
-    On an exception the staging folder is removed and ``target`` is untouched.
-    """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial"))
-    try:
-        yield staging
-        os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes it 0700: use the usual mode
-        shutil.rmtree(target, ignore_errors=True)
-        os.replace(staging, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-def _umask() -> int:
-    current = os.umask(0)
-    os.umask(current)
-    return current

@@ -79,7 +79,8 @@ def limit_indices(y_train, y_test, limit: int | None, seed: int = 0, *, name: st
     problem = _problem(train_counts, test_counts, limit, None)
     if problem:
         smallest = smallest_limit(train_counts, test_counts)
-        raise UserError(_message(limit, name, problem, smallest, len(y_train), len(y_test), len(train_counts)))
+        why = _problem(train_counts, test_counts, smallest - 1, None) if smallest > 1 else None
+        raise UserError(_message(limit, name, problem, smallest, why, len(y_train), len(y_test), len(train_counts)))
     test_size = test_size_for(limit, len(y_train), len(y_test))
     return stratified_sample(y_train, limit, seed), stratified_sample(y_test, test_size, seed + 1)
 
@@ -136,7 +137,8 @@ def check_limit(dataset: str | None, limit: int | None, *, global_batch: int | N
     problem = _problem(train_counts, test_counts, limit, global_batch)
     if problem:
         smallest = smallest_limit(train_counts, test_counts, global_batch)
-        raise UserError(_message(limit, dataset or "the dataset", problem, smallest,
+        why = _problem(train_counts, test_counts, smallest - 1, global_batch) if smallest > 1 else None
+        raise UserError(_message(limit, dataset or "the dataset", problem, smallest, why,
                                  int(train_counts.sum()), int(test_counts.sum()), len(train_counts)))
     return limit
 
@@ -164,14 +166,19 @@ def _problem(train_counts, test_counts, limit: int, global_batch: int | None) ->
     share = test_size_for(limit, train_size, test_size)
     if allocate(test_counts, share).min() < 1:
         plural = "" if share == 1 else "s"
-        return f"it would leave a class without a test image (its test share is {share} image{plural})"
+        return (f"it would leave a class without a test image: its test share is {share} image{plural} "
+                f"for {len(test_counts)} classes")
     return None
 
 
-def _message(limit, name, problem, smallest, train_size, test_size, classes) -> str:
+def _message(limit, name, problem, smallest, why_not_less, train_size, test_size, classes) -> str:
+    # Say what rules out the numbers just below the smallest: "57" alone looks arbitrary when the
+    # batch is 32 and the reason is that every class needs a test image.
+    because = (f" (at --limit {smallest - 1}, {why_not_less})"
+               if why_not_less and why_not_less.split(":")[0] != problem.split(":")[0] else "")
     return (f"--limit {limit} is too small for {name} ({train_size:,} training / {test_size:,} test images, "
-            f"{classes} classes): {problem}. The smallest accepted is --limit {smallest}; raise --limit to "
-            f"{smallest} or more.")
+            f"{classes} classes): {problem}. The smallest accepted is --limit {smallest}{because}; raise --limit "
+            f"to {smallest} or more.")
 
 
 def _balanced(size: int, classes: int) -> np.ndarray:

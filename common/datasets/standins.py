@@ -26,11 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
+from common.console import banner
 from common.datasets.cache import cache_dir
 from common.datasets.limits import stratified_sample
 from common.datasets.sources import CIFAR10_STANDIN_SIZES, MNIST_CLASSES, WILDLIFE_CLASSES
 from common.datasets.splits import ImageSplits
-from common.report import banner
 
 
 def announce_standin(dataset: str, source: str, reason: str) -> None:

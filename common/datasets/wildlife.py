@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import collections
 import csv
-import hashlib
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -34,11 +33,12 @@ from pathlib import Path
 
 import numpy as np
 
-from common.datasets.limits import limit_indices
+from common.console import banner, interactive
+from common.datasets.limits import check_limit, limit_indices
 from common.datasets.sources import WILDLIFE_TEST_SHARE, WILDLIFE_URL
 from common.datasets.standins import wildlife_standin_folder
 from common.errors import UserError
-from common.report import atomic_path, banner, interactive
+from common.files import atomic_path
 
 
 @dataclass
@@ -110,8 +110,12 @@ class WildlifeSplit:
 # Finding and checking the photos
 
 
-def find_wildlife(data: str, data_dir: Path | None, *, seed: int = 0) -> WildlifeFolder:
+def find_wildlife(data: str, data_dir: Path | None, *, seed: int = 0, limit: int | None = None,
+                  global_batch: int | None = None) -> WildlifeFolder:
     """Find the class folders and list their files, opening none (the stand-in is generated once).
+
+    With ``limit``, it is checked against the listed classes as ``--limit`` is for the
+    other datasets (:func:`~common.datasets.check_limit`), before any photo is decoded.
 
     Parameters
     ----------
@@ -124,11 +128,14 @@ def find_wildlife(data: str, data_dir: Path | None, *, seed: int = 0) -> Wildlif
         ``oregon_wildlife/`` works too.
     seed : int
         The stand-in's seed.
+    limit, global_batch : int, optional
+        The ``--limit`` flag and the images of one training step.
 
     Raises
     ------
     UserError
-        ``data_dir`` is a file or holds no class folders; ``data="real"`` and no photos.
+        ``data_dir`` is a file or holds no class folders; ``data="real"`` and no photos;
+        ``limit`` too small for these classes.
     """
     from tfrecord_tools import TFRecordToolsError
     from tfrecord_tools.scan import find_files
@@ -145,7 +152,9 @@ def find_wildlife(data: str, data_dir: Path | None, *, seed: int = 0) -> Wildlif
     else:
         test_counts = [round(listed[name, None] * WILDLIFE_TEST_SHARE) for name in class_names]
         train_counts = [listed[name, None] - test for name, test in zip(class_names, test_counts, strict=True)]
-    return WildlifeFolder(root, is_standin, why, layout, class_names, train_counts, test_counts)
+    found = WildlifeFolder(root, is_standin, why, layout, class_names, train_counts, test_counts)
+    check_limit(found.name, limit, global_batch=global_batch, train_counts=train_counts, test_counts=test_counts)
+    return found
 
 
 # What the lab printed for its 10-class copy, after dropping .gif and .bmp files by name.
@@ -341,15 +350,6 @@ def link_split(data: WildlifeSplit, folder: str | os.PathLike) -> Path:
             link.parent.mkdir(parents=True, exist_ok=True)
             os.symlink(Path(path).resolve(), link)
     return folder
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """The SHA-256 of a file's bytes, as hex (read 1 MiB at a time)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def label_counts(*datasets) -> list[dict[int, int]]:

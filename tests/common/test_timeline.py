@@ -11,6 +11,7 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 
 from common import timeline  # noqa: E402
+from common.timeline import drawing  # noqa: E402
 
 EXAMPLES_PER_FILE = 24
 FILES = 3
@@ -286,12 +287,12 @@ def test_index_labels_of_close_spans_merge_into_one_range_and_far_ones_stay_apar
     spans += [timeline.Span("Map", 0.2, 1e-4, 0, 0, -1, shuffled, 0)]  # a shuffled batch: no label
     spans += [timeline.Span("Train", 0.005 + 0.1 * step, 0.1, 0, 0, step) for step in range(3)]
     row_of = {"Read": 0, "Map": 1, "Train": 2}
-    labels = timeline._index_labels(spans, 0.0, seconds_per_point=0.31 / 780, row_of=row_of)
+    labels = drawing._index_labels(spans, 0.0, seconds_per_point=0.31 / 780, row_of=row_of)
     assert sorted((row, text) for _, row, text in labels) == [
         (0, "0–7"), (0, "8–11"), (1, "0–3"), (2, "0"), (2, "1"), (2, "2")]
     # Shuffled indexes that run together say how many they are, not a long list.
-    assert timeline._label_text([5, 1, 9, 3]) == "1…9 (4)"
-    assert timeline._label_text([0, 1, 2, 3, 8]) == "0–3,8"
+    assert drawing._label_text([5, 1, 9, 3]) == "1…9 (4)"
+    assert drawing._label_text([0, 1, 2, 3, 8]) == "0–3,8"
 
 
 def test_compare_makes_one_row_and_one_table_line_per_pipeline():

@@ -1,19 +1,18 @@
-"""common.notebooks: notebooks/ in step with the scripts, and lab01's notebook run as a student would."""
+"""course.notebooks: notebooks/ in step with the scripts, and lab01's notebook run as a student would."""
 
 import json
 
 import nbformat
 import pytest
 
-from common import notebooks
+from course import notebooks
 
 from fakes import REPO_ROOT
 
 
-
 def test_every_notebook_matches_its_script():
     out_of_date = notebooks.stale()
-    assert not out_of_date, f"regenerate with `python -m common.notebooks`: {out_of_date}"
+    assert not out_of_date, f"regenerate with `python -m course.notebooks`: {out_of_date}"
 
 
 def test_a_changed_script_makes_its_notebook_stale(tmp_path):
@@ -64,6 +63,11 @@ def test_lab01_notebook_runs_from_notebooks_folder_and_shows_its_figures(tmp_pat
     text = "".join(output.get("text", "") for cell in notebook.cells for output in cell.get("outputs", []))
     assert "lab01 (stand-in data) | dataset=mnist" in text
     assert "oneDNN" not in text and "absl::InitializeLog" not in text
+    # Nothing on stderr in any cell: no warning (TqdmWarning, UserWarning, ...), no start-up notice.
+    stderr = [output.get("text", "") for cell in notebook.cells for output in cell.get("outputs", [])
+              if output.output_type == "stream" and output.name == "stderr"]
+    assert not stderr, stderr
+    assert "Warning" not in text
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["status"] == "complete" and metrics["settings"]["epochs"] == 1  # ARGS was read
     assert {"sample_digits.png", "predictions.png", "training_curves.png"} <= {path.name for path in out.iterdir()}

@@ -1,14 +1,13 @@
-"""common.cli: the shared flags, the friendly error handler, quiet TensorFlow start-up."""
+"""common.cli: the shared flags, the checks that need no data (--data-dir, --out, --limit), the error handler."""
 
-import os
 import subprocess
 import sys
 
 import pytest
 
 from common import cli
-from fakes import REPO_ROOT
 
+from fakes import REPO_ROOT
 
 
 def make(**overrides):
@@ -17,10 +16,55 @@ def make(**overrides):
     return cli.make_parser("Title: a test script.", **settings)
 
 
-def test_defaults_are_the_labs_values(tmp_path):
+def test_defaults_are_the_labs_values_and_nothing_is_created(tmp_path):
     config = cli.parse(make(), argv=["--out", str(tmp_path / "run")])
     assert (config.epochs, config.batch_size, config.data, config.limit, config.seed) == (5, 32, "auto", None, 0)
-    assert config.out.is_dir()
+    assert config.out == tmp_path / "run" and not config.out.exists()  # the run makes it, with its first output
+
+
+@pytest.mark.parametrize("below", ["", "sub", "sub/deeper"])
+def test_an_out_that_is_or_lies_below_a_file_is_one_clear_error(tmp_path, below):
+    from common.errors import UserError
+
+    (tmp_path / "outfile.txt").write_text("not a folder")
+    out = tmp_path / "outfile.txt" / below if below else tmp_path / "outfile.txt"
+    with pytest.raises(UserError, match="outfile.txt") as raised:
+        cli.parse(make(), argv=["--out", str(out)])
+    assert "give a folder for the outputs" in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_a_data_dir_that_is_one_split_says_to_pass_its_parent(tmp_path):
+    from common.errors import UserError
+
+    for split in ("train", "test"):
+        (tmp_path / "cifar" / split / "cat").mkdir(parents=True)
+    with pytest.raises(UserError, match="looks like one split") as raised:
+        cli.parse(make(), argv=["--data-dir", str(tmp_path / "cifar" / "train")])
+    assert f"--data-dir {tmp_path / 'cifar'}" in str(raised.value)
+    assert cli.parse(make(), argv=["--data-dir", str(tmp_path / "cifar")]).data_dir == tmp_path / "cifar"
+
+
+def test_the_limit_is_checked_with_the_largest_batch_flag_when_the_flags_are_parsed():
+    from common.errors import UserError
+
+    parser = make(dataset="cifar10")
+    parser.add_argument("--pipeline-batch-size", type=cli.positive_int, default=64)
+    assert cli.parse(parser, argv=["--limit", "64"]).limit == 64
+    with pytest.raises(UserError, match="smaller than one global batch \\(64 images\\)"):
+        cli.parse(parser, argv=["--limit", "50"])
+    with pytest.raises(UserError, match="The smallest accepted is --limit 57 \\(at --limit 56, it would leave a "
+                                        "class without a test image"):
+        cli.parse(make(dataset="mnist"), argv=["--limit", "5"])
+    assert cli.parse(make(), argv=["--limit", "5"]).limit == 5  # no dataset named: the script checks it later
+
+
+def test_a_dataset_flag_takes_the_place_of_the_parsers_dataset():
+    from common.errors import UserError
+
+    parser = make(dataset="mnist", batch_size=None)
+    parser.add_argument("--dataset", choices=["mnist", "cifar10"], default="mnist")
+    with pytest.raises(UserError, match="for cifar10"):
+        cli.parse(parser, argv=["--dataset", "cifar10", "--limit", "20"])
 
 
 def test_flags_override_defaults(tmp_path):
@@ -74,62 +118,3 @@ def test_under_jupyter_flags_come_from_the_args_cell(tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["ipykernel_launcher.py", "-f", "kernel.json"])
     config = cli.parse(make(), f"--epochs 1 --limit 200 --out {tmp_path}")
     assert (config.epochs, config.limit, config.out) == (1, 200, tmp_path)
-
-
-FAKE_TENSORFLOW = """
-import os
-os.write(2, b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\\n")
-os.write(2, b"I0000 00:00:1.0   1 port.cc:153] oneDNN custom operations are on.\\n")
-os.write(2, b"W0000 00:00:1.0   1 something.cc:1] a real warning\\n")
-if os.environ.get("FAIL"):
-    raise ImportError("libcudart.so.12: cannot open shared object file")
-
-class random:
-    seed = None
-
-    @staticmethod
-    def set_seed(seed):
-        random.seed = seed
-"""
-
-IMPORTER = """
-import sys
-sys.path.insert(0, {fake!r})
-sys.path.insert(1, {repo!r})
-from common import cli
-cli.quiet_tensorflow()
-cli.seed_everything(7)
-import tensorflow
-print("seeded", tensorflow.random.seed)
-"""
-
-
-@pytest.mark.parametrize("fail", [False, True])
-def test_quiet_tensorflow_hides_startup_lines_and_replays_them_if_the_import_fails(tmp_path, fail):
-    (tmp_path / "tensorflow").mkdir()
-    (tmp_path / "tensorflow" / "__init__.py").write_text(FAKE_TENSORFLOW)
-    code = IMPORTER.format(fake=str(tmp_path), repo=str(REPO_ROOT))
-    env = {**os.environ, "FAIL": "1" if fail else ""}
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
-    if fail:
-        assert result.returncode == 1
-        assert "oneDNN" in result.stderr and "absl" in result.stderr  # all of it, to explain the failure
-        assert "cannot open shared object file" in result.stderr
-    else:
-        assert result.returncode == 0, result.stderr
-        assert "oneDNN" not in result.stderr and "absl" not in result.stderr
-        assert "a real warning" in result.stderr
-        assert result.stdout.strip() == "seeded 7"  # TensorFlow seeded when it loads after the flags
-
-
-@pytest.mark.slow
-def test_quiet_tensorflow_leaves_only_the_cuda_probe_of_the_real_tensorflow():
-    code = ("from common import cli\ncli.quiet_tensorflow()\nimport keras\nimport tensorflow as tf\n"
-            "print(float(tf.reduce_sum(tf.ones([2]))))\n")
-    env = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True,
-                            timeout=120, env=env)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "2.0"
-    remaining = [line for line in result.stderr.splitlines() if line.strip()]
-    assert all("cuInit" in line for line in remaining), remaining  # at most the CUDA probe at first device use

@@ -1,4 +1,4 @@
-"""Notebooks generated from the lab scripts: ``python -m common.notebooks``.
+"""Notebooks generated from the lab scripts: ``python -m course.notebooks``.
 
 The scripts are the source (``# %%`` cells, jupytext's py:percent format); the
 notebooks in ``notebooks/`` are generated from them, never edited by hand. Each
@@ -17,8 +17,8 @@ return value (a path, the summary line already printed).
 
 Usage::
 
-    python -m common.notebooks            # (re)write notebooks/<script>.ipynb for every script
-    python -m common.notebooks --check    # exit 1 if a notebook is out of date with its script
+    python -m course.notebooks            # (re)write notebooks/<script>.ipynb for every script
+    python -m course.notebooks --check    # exit 1 if a notebook is out of date with its script
 """
 
 from __future__ import annotations
@@ -32,11 +32,11 @@ from pathlib import Path
 import jupytext
 import nbformat
 
-from common.report import atomic_path
+from common.files import atomic_path
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 SCRIPTS = ("lab01_mnist.py", "lab02_cifar_baselines.py", "lab03_cifar_cnn.py", "lab04_pipeline.py",
-           "assignment_wildlife.py")
+           "assignment_wildlife.py", "distributed_cifar_cnn.py")
 FOLDER = "notebooks"
 
 SETUP_CELL = '''\
@@ -87,7 +87,7 @@ def title_cell(docstring: str, script: str) -> str:
             parts.append(f"**Run** (as a script):\n\n```bash\n{commands}\n```")
         else:
             parts.append(f"**{name}:** {' '.join(text.split())}")
-    parts.append(f"*Generated from `{script}` by `python -m common.notebooks`: edit the script, "
+    parts.append(f"*Generated from `{script}` by `python -m course.notebooks`: edit the script, "
                  "not this notebook. Set the flags in the `ARGS` cell below, then Run All.*")
     return "\n\n".join(parts)
 
@@ -193,7 +193,7 @@ def write_all(repository: Path = REPOSITORY) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m common.notebooks", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m course.notebooks", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true",
                         help="write nothing; exit 1 and name the scripts whose notebook is out of date")
@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         out_of_date = stale()
         for script in out_of_date:
             print(f"{notebook_path(script).relative_to(REPOSITORY)} is out of date with {script}: "
-                  "run python -m common.notebooks")
+                  "run python -m course.notebooks")
         if not out_of_date:
             print(f"all {len(SCRIPTS)} notebooks match their scripts")
         return 1 if out_of_date else 0

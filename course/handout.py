@@ -1,6 +1,6 @@
 """Make the student handout of the assignment from the reference solution.
 
-    python -m common.solution.handout OUT_DIR      # OUT_DIR/ and OUT_DIR.zip
+    python -m course.handout OUT_DIR      # OUT_DIR/ and OUT_DIR.zip
 
 The solution, ``assignment_wildlife.py``, marks what students write with nbgrader's
 fences (``### BEGIN SOLUTION`` / ``### END SOLUTION``), each under a ``# TODO N: ...``
@@ -23,13 +23,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = "assignment_wildlife.py"
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 STUB = "# YOUR CODE HERE"
 TODO_LINE = re.compile(r"^\s*# (TODO \d+: [^.]+)")
 PACKAGES = ("common", "tfrecord_tools")
-LEFT_OUT = ("common/solution",)  # solution-only helpers
 
 
 def _fences(text: str):
@@ -158,12 +157,10 @@ def make_handout(out_dir: str | Path, *, overwrite: bool = False) -> tuple[Path,
         ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.orig", "*.rej", "*~", ".*")
         for package in PACKAGES:
             shutil.copytree(REPO_ROOT / package, staging / package, ignore=ignore)
-        for left_out in LEFT_OUT:
-            shutil.rmtree(staging / left_out, ignore_errors=True)
         shutil.copy2(REPO_ROOT / "requirements.txt", staging / "requirements.txt")
         (staging / "README.md").write_text(STUDENT_README.format(todos=todos), encoding="utf-8")
         (staging / ".gitignore").write_text("outputs/\n__pycache__/\n", encoding="utf-8")
-        (staging / HANDOUT_MARK).write_text("written by python -m common.solution.handout; --overwrite may "
+        (staging / HANDOUT_MARK).write_text("written by python -m course.handout; --overwrite may "
                                             "replace this folder\n", encoding="utf-8")
         staging.chmod(0o755)  # mkdtemp makes it private to its owner
         if out_dir.exists():
@@ -179,10 +176,10 @@ def make_handout(out_dir: str | Path, *, overwrite: bool = False) -> tuple[Path,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m common.solution.handout",
+    parser = argparse.ArgumentParser(prog="python -m course.handout",
                                      description="Make the student handout of assignment_wildlife.py: a folder "
-                                                 "and a zip with the starter script, common/ (without the "
-                                                 "solution), tfrecord_tools/, requirements.txt and a README.")
+                                                 "and a zip with the starter script, common/, "
+                                                 "tfrecord_tools/, requirements.txt and a README.")
     parser.add_argument("out", type=Path, metavar="OUT_DIR", help="folder to create (OUT_DIR.zip is made beside it)")
     parser.add_argument("--overwrite", action="store_true", help="replace OUT_DIR if it exists")
     arguments = parser.parse_args(argv)

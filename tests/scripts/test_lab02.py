@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from fakes import REPO_ROOT
+
 SCRIPT = "lab02_cifar_baselines.py"
 # Enough images that the lab's SVC takes a second or more, so an interrupt lands inside it.
 TINY = ("--data", "standin", "--limit", "4000", "--svm", "both")
@@ -105,11 +106,10 @@ def test_runs_on_the_standin_and_writes_every_output(complete):
     assert metrics["hog"]["images"] == 4000 + test_images
     assert set(metrics["classifiers"]) == {"knn", "linear_svm", "lab_svc"}
     for classifier in metrics["classifiers"].values():
-        assert 0 <= classifier["accuracy"] <= 1
         assert classifier["misclassified"] == round((1 - classifier["accuracy"]) * test_images)
         assert classifier["seconds"] >= classifier["fit_seconds"] >= 0
-    # The stand-in's shapes are easy to tell apart from their edges: well above chance.
-    assert metrics["classifiers"]["knn"]["accuracy"] > 0.2
+    # The stand-in's shapes are easy to tell apart from their edges: well above chance (0.1) for all three.
+    assert all(classifier["accuracy"] > 0.2 for classifier in metrics["classifiers"].values())
     assert "command" in metrics["run"]
 
     summary = result.stdout.strip().splitlines()[-1]
@@ -134,13 +134,13 @@ def test_killed_then_rerun_trains_only_what_was_left_and_ends_like_an_uninterrup
         interrupted, complete, keras_home):
     out = interrupted[0]
     status, output = _stop_when_svc_starts(out, out.parent / "killed.log", signal.SIGKILL, keras_home)
-    assert status == -signal.SIGKILL and "resuming the interrupted run" in output
+    assert status == -signal.SIGKILL and "resuming the interrupted run" in output and "finished: knn" in output
     knn_figure = (out / "confusion_knn.png").stat().st_mtime_ns
 
     result = run_script(*TINY, out=out, env=keras_home)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "knn: finished in the interrupted run" in result.stdout
-    assert "linear_svm: finished in the interrupted run" in result.stdout
+    assert "stopped without finishing (killed?); resuming: finished: knn, linear_svm" in result.stdout
+    assert "knn: finished earlier" in result.stdout and "linear_svm: finished earlier" in result.stdout
     assert (out / "confusion_knn.png").stat().st_mtime_ns == knn_figure  # kept, not redrawn
     assert _files(out) == _files(complete[0])
     metrics = json.loads((out / "metrics.json").read_text())

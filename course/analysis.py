@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 
 from common.assignment_check import steady_wait_share
-from common.report import count
+from common.console import count
 
 # The trainer waited for input at least this share of the epoch: the input sets the pace.
 INPUT_BOUND_WAIT = 0.5

@@ -11,16 +11,16 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-FLAGS = ["--data", "standin", "--limit", "512", "--epochs", "2"]
+from fakes import REPO_ROOT
+
+FLAGS = ["--data", "standin", "--limit", "512", "--epochs", "2", "--no-mixed-precision"]
 OUTPUT_FILES = [
     "augmented_images.png", "training_curves.png", "confusion_matrix_arrays.png",
     "confusion_matrix_pipeline.png", "predictions.png", "cifar_cnn.keras", "cifar_cnn_pipeline.keras",
-    "metrics.json", "run.json",
+    "epochs_arrays.csv", "epochs_pipeline.csv", "metrics.json", "run.json",
 ]
 
 
@@ -48,7 +48,8 @@ def wait_for(log, text, process, timeout=120):
 
 def check_outputs(out, result):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert sorted(entry.name for entry in out.iterdir()) == sorted(OUTPUT_FILES)  # no temporary files left
+    listed = sorted(entry.name for entry in out.iterdir() if entry.name != ".resume")  # .resume: the backups
+    assert listed == sorted(OUTPUT_FILES) and not list(out.rglob(".*.partial"))  # no temporary files left
     for name in OUTPUT_FILES:
         assert (out / name).stat().st_size > 200, name
         if name.endswith(".png"):
@@ -63,10 +64,8 @@ def check_outputs(out, result):
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
-    """One run to the end, with two replicas (MirroredStrategy on two logical CPUs): the
-    multi-device code path that GPUs take, and the outputs an interrupted run must match."""
     out = tmp_path_factory.mktemp("lab03_run")
-    result = run_lab(out, *FLAGS, "--strategy", "mirrored", "--cpu-devices", "2", "--no-mixed-precision")
+    result = run_lab(out, *FLAGS)
     return out, result, check_outputs(out, result)
 
 
@@ -77,29 +76,16 @@ def test_runs_on_the_standin_and_writes_every_output(uninterrupted):
     assert metrics["pipeline_data"]["train_images"] == 512
     assert metrics["arrays_model"]["parameters"] == 1_756_938
     assert metrics["pipeline_model"]["parameters"] == 1_068_810
+    assert metrics["settings"]["dtype_policy"] == "float32" and metrics["settings"]["pipeline_steps_per_epoch"] == 8
     for model in ("arrays_model", "pipeline_model"):
-        assert 0.0 <= metrics[model]["test_accuracy"] <= 1.0
-        assert len(metrics[model]["history"]["val_accuracy"]) == 2
-        assert len(metrics[model]["train_seconds_per_epoch"]) == 2
+        history = metrics[model]["history"]
+        assert metrics[model]["test_accuracy"] == history["val_accuracy"][-1]
+        assert len(history["val_accuracy"]) == len(metrics[model]["train_seconds_per_epoch"]) == 2
         assert metrics[model]["images_per_second"] > 0
-        assert metrics[model]["epochs_trained_now"] == 2
-    assert metrics["arrays_model"]["test_images_predicted"] == metrics["data"]["test_images"]
-    assert metrics["parts"] == {"arrays": "complete", "pipeline": "complete"}
     assert "tensorflow" in metrics["run"]
     assert "OFFLINE STAND-IN" in result.stdout and "data_batch_1: rows" in result.stdout
-    assert "Traceback" not in result.stderr
-
-
-@pytest.mark.slow
-def test_mirrored_strategy_on_two_logical_cpus_scales_the_global_batch(uninterrupted):
-    _, result, metrics = uninterrupted
-    settings = metrics["settings"]
-    assert settings["replicas"] == 2
-    assert settings["arrays_global_batch_size"] == 2 * 32
-    assert settings["pipeline_global_batch_size"] == 2 * 64
-    assert settings["pipeline_steps_per_epoch"] == 512 // 128
-    assert settings["dtype_policy"] == "float32"
-    assert "2 replica(s) on /job:localhost/replica:0/task:0/device:CPU:0, " in result.stdout
+    assert "(lab: 0.70" not in result.stdout  # the lab's numbers are no yardstick for the stand-in
+    assert "Traceback" not in result.stderr and "UserWarning" not in result.stderr
 
 
 @pytest.fixture(scope="module")
@@ -145,21 +131,26 @@ def test_ctrl_c_prints_one_line_exits_130_and_marks_the_run(interrupted_twice):
     assert "Traceback" not in ctrl_c["stderr"]
     lines = [line for line in ctrl_c["stderr"].splitlines() if "interrupted" in line]
     assert len(lines) == 1 and "during arrays" in lines[0] and "run the same command again" in lines[0]
-    assert ctrl_c["metrics"]["status"] == "interrupted" and ctrl_c["metrics"]["finished_parts"] == []
+    assert "arrays 0 of 2 epochs kept" in lines[0]
+    assert ctrl_c["metrics"]["status"] == "interrupted" and ctrl_c["metrics"]["running_part"] == "arrays"
 
 
 @pytest.mark.slow
 def test_kill_9_then_the_same_command_resumes_and_matches_an_uninterrupted_run(interrupted_twice, uninterrupted):
-    assert interrupted_twice["killed"]["finished_parts"] == ["arrays"]
-    assert interrupted_twice["killed"]["status"] == "running"  # kill -9: nothing could mark it
+    killed = interrupted_twice["killed"]
+    assert killed["status"] == "running" and killed["running_part"] == "pipeline"  # kill -9: nothing could mark it
+    assert killed["fits"] == {"arrays": "2 of 2 epochs kept", "pipeline": "1 of 2 epochs kept"}
+    final = interrupted_twice["final"].stdout
+    assert "stopped without finishing (killed?); resuming: arrays 2 of 2 epochs kept; pipeline 1 of 2" in final
+    assert "arrays: all 2 epochs were trained before" in final
+    assert "pipeline: 1 of 2 epochs kept; going on from epoch 2" in final
+    assert final.count("Epoch 2/2") == 1 and "Epoch 1/2" not in final  # only part two's second epoch
     metrics = interrupted_twice["metrics"]
-    assert metrics["resumed_parts"] == ["arrays"]
-    assert "arrays: finished in the interrupted run" in interrupted_twice["final"].stdout
-    assert metrics["pipeline_model"]["epochs_trained_now"] < 2  # part two's first epoch was restored
+    assert metrics["sessions"] == 3
     for model in ("arrays_model", "pipeline_model"):
         assert len(metrics[model]["history"]["loss"]) == 2
         assert len(metrics[model]["train_seconds_per_epoch"]) == 2
-    uninterrupted_out = uninterrupted[0]  # (with two replicas: the same files)
+    uninterrupted_out = uninterrupted[0]
     assert sorted(path.name for path in interrupted_twice["out"].iterdir()) == \
         sorted(path.name for path in uninterrupted_out.iterdir())
     assert sorted(json.loads((interrupted_twice["out"] / "run.json").read_text())["files"]) == \
@@ -169,22 +160,21 @@ def test_kill_9_then_the_same_command_resumes_and_matches_an_uninterrupted_run(i
 @pytest.mark.slow
 def test_a_limit_below_one_batch_is_a_clear_error(tmp_path):
     started = time.perf_counter()
-    result = run_lab(tmp_path, "--data", "standin", "--limit", "20", timeout=120)
+    result = run_lab(tmp_path / "out", "--data", "standin", "--limit", "20", timeout=120)
     assert result.returncode == 2
     assert "--limit 20" in result.stderr and "smallest accepted is --limit 64" in result.stderr
     assert "Traceback" not in result.stderr
-    assert not (tmp_path / "metrics.json").exists()  # refused before the run started: nothing written
+    assert not (tmp_path / "out").exists()  # refused before the run started: nothing written
     assert time.perf_counter() - started < 5  # before TensorFlow loads and before any data is read
 
 
 def test_help_and_bad_flags_answer_before_tensorflow_starts(tmp_path):
     started = time.perf_counter()
     result = run_lab(tmp_path, "--help", timeout=60)
-    assert result.returncode == 0 and "--strategy" in result.stdout and time.perf_counter() - started < 5
+    assert result.returncode == 0 and "--mixed-precision" in result.stdout and time.perf_counter() - started < 5
+    assert "--strategy" not in result.stdout  # distribution has a script of its own
     assert "tensorflow" not in result.stderr.lower()
     result = run_lab(tmp_path, "--pipeline-batch-size", "0", timeout=60)
     assert result.returncode == 2 and "--pipeline-batch-size: expected a positive whole number, got 0" in result.stderr
-    result = run_lab(tmp_path, "--cpu-devices", "0", timeout=60)
-    assert result.returncode == 2 and "--cpu-devices: expected a positive whole number, got 0" in result.stderr
-    result = run_lab(tmp_path, "--strategy", "everywhere", timeout=60)
+    result = run_lab(tmp_path, "--augmentation", "everything", timeout=60)
     assert result.returncode == 2 and "invalid choice" in result.stderr

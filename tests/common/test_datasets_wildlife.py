@@ -86,11 +86,15 @@ def test_the_listing_gives_the_split_counts_that_check_limit_needs(tmp_path):
     counts = {"train_counts": photos.train_counts, "test_counts": photos.test_counts}
     # 14 training photos give round(14 * 7 / 29) = 3 test photos, all to a and b; 15 give 4, one to c.
     with pytest.raises(UserError, match=r"--limit 14 is too small for the photos in .*: it would leave a class "
-                                        r"without a test image .*The smallest accepted is --limit 15"):
+                                        r"without a test image.*The smallest accepted is --limit 15"):
         datasets.check_limit(photos.name, 14, **counts)
     with pytest.raises(UserError, match=r"smaller than one global batch \(16 images\).*--limit 16"):
         datasets.check_limit(photos.name, 15, global_batch=16, **counts)
     assert datasets.check_limit(photos.name, 15, **counts) == 15
+    # find_wildlife checks --limit itself when given one, before any photo is decoded.
+    with pytest.raises(UserError, match=r"--limit 14 is too small"):
+        datasets.find_wildlife("auto", data, limit=14)
+    assert datasets.find_wildlife("auto", data, limit=15).train_counts == photos.train_counts
 
 
 def test_the_stand_in_is_one_folder_whatever_the_limit(tmp_path, monkeypatch):

@@ -18,7 +18,8 @@ import pytest
 from fakes import REPO_ROOT, write_idx_folder
 
 QUICK = ["--data", "standin", "--epochs", "2", "--limit", "600"]
-OUTPUTS = {"sample_digits.png", "predictions.png", "training_curves.png", "metrics.json", "run.json"}
+OUTPUTS = {"sample_digits.png", "predictions.png", "training_curves.png", "metrics.json", "run.json",
+           "epochs_softmax.csv", "epochs_cnn.csv"}
 EPOCH_LINE = re.compile(r"^\d+/\d+ - .*accuracy")  # Keras verbose=2: one line per epoch
 
 
@@ -55,7 +56,7 @@ def read(path):
 
 
 def files(folder):
-    return {path.name for path in folder.iterdir()}
+    return {path.name for path in folder.iterdir() if path.name != ".resume"}  # .resume: the fits' backups
 
 
 @pytest.fixture(scope="module")
@@ -69,16 +70,19 @@ def standin(tmp_path_factory):
 @pytest.mark.slow
 def test_standin_run_writes_its_outputs_and_marks_the_standin(standin):
     out, result = standin
-    assert files(out) == OUTPUTS  # and no .resume folder left behind
-    for name in OUTPUTS - {"metrics.json", "run.json"}:
+    assert files(out) == OUTPUTS and not list(out.glob("**/.*.partial"))
+    for name in OUTPUTS - {"metrics.json", "run.json", "epochs_softmax.csv", "epochs_cnn.csv"}:
         assert (out / name).stat().st_size > 1000, name
     metrics = read(out / "metrics.json")
-    assert metrics["status"] == "complete" and metrics["parts"] == {"softmax": "complete", "cnn": "complete"}
+    assert metrics["status"] == "complete" and metrics["sessions"] == 1
     assert metrics["data"]["is_standin"] is True and metrics["data"]["train_images"] == 600
     assert metrics["softmax_regression"]["parameters"] == 7850 and metrics["cnn"]["parameters"] == 93322
     for model in ("softmax_regression", "cnn"):
-        assert len(metrics[model]["history"]["val_accuracy"]) == 2
-        assert 0.0 <= metrics[model]["test_accuracy"] <= 1.0
+        history = metrics[model]["history"]
+        assert len(history["val_accuracy"]) == len(history["train_seconds"]) == 2
+        # The real digits of the stand-in: well above chance (0.1) even in 2 epochs on 600 images.
+        assert metrics[model]["test_accuracy"] > 0.5
+        assert metrics[model]["test_accuracy"] == pytest.approx(history["val_accuracy"][-1], abs=1e-6)
     summary = result.stdout.strip().splitlines()[-1]
     assert summary.startswith("lab01 (stand-in data) | dataset=mnist | softmax_accuracy=")
     assert "(lab:" not in result.stdout  # the lab's MNIST numbers are no yardstick for the stand-in
@@ -105,6 +109,7 @@ def test_ctrl_c_prints_one_line_exits_130_and_marks_the_run_interrupted(tmp_path
     assert "Traceback" not in stderr
     message = [line for line in stderr.splitlines() if "interrupted" in line]
     assert len(message) == 1 and "Ctrl-C during softmax" in message[0] and "resume" in message[0]
+    assert "softmax 1 of 3 epochs kept" in message[0]  # the epoch whose line was printed is backed up
     metrics = read(tmp_path / "metrics.json")
     assert metrics["status"] == "interrupted" and metrics["running_part"] == "softmax"
 
@@ -120,13 +125,32 @@ def test_kill_9_during_epoch_2_then_the_same_command_resumes(tmp_path, standin):
 
     result = run_script(*arguments)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "resuming" in result.stdout and "softmax: finished in the interrupted run" in result.stdout
+    assert "stopped without finishing (killed?); resuming: softmax 2 of 2 epochs kept; cnn 1 of 2 epochs kept" \
+        in result.stdout
+    assert "softmax: all 2 epochs were trained before" in result.stdout
+    assert "cnn: 1 of 2 epochs kept; going on from epoch 2" in result.stdout
     assert sum(bool(EPOCH_LINE.match(line)) for line in result.stdout.splitlines()) == 1  # only the CNN's epoch 2
     metrics = read(tmp_path / "metrics.json")
-    assert metrics["status"] == "complete" and metrics["resumed_parts"] == ["softmax"]
-    assert metrics["cnn"]["epochs_trained_now"] == 1
+    assert metrics["status"] == "complete" and metrics["sessions"] == 2
     assert len(metrics["cnn"]["history"]["loss"]) == 2 and len(metrics["softmax_regression"]["history"]["loss"]) == 2
     assert files(tmp_path) == files(standin[0])
+
+
+@pytest.mark.slow
+def test_the_same_command_replays_a_finished_run_without_training(tmp_path, standin):
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(standin[0], out)
+    result = run_script(*QUICK, "--out", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "holds a complete run with these settings" in result.stdout and "replaying it" in result.stdout
+    assert not any(EPOCH_LINE.match(line) for line in result.stdout.splitlines())  # no epoch trained again
+    before, after = read(standin[0] / "metrics.json"), read(out / "metrics.json")
+    for model in ("softmax_regression", "cnn"):
+        assert after[model]["test_accuracy"] == pytest.approx(before[model]["test_accuracy"], abs=1e-6)
+        assert after[model]["history"] == before[model]["history"]
+    assert after["sessions"] == 2
 
 
 @pytest.mark.slow

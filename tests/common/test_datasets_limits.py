@@ -30,7 +30,7 @@ def test_check_limit_names_the_smallest_accepted_limit(dataset, global_batch, sm
 def test_check_limit_says_what_is_wrong():
     with pytest.raises(UserError, match="without a training image"):
         datasets.check_limit("cifar10", 3)
-    with pytest.raises(UserError, match=r"without a test image \(its test share is 9 images\)"):
+    with pytest.raises(UserError, match=r"without a test image: its test share is 9 images for 10 classes"):
         datasets.check_limit("cifar10", 47)
     with pytest.raises(UserError, match=r"smaller than one global batch \(64 images\)"):
         datasets.check_limit("cifar10", 50, global_batch=64)

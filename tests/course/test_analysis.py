@@ -1,16 +1,14 @@
-"""The assignment's solution-only helpers and its rubric, on measured-like inputs (no TensorFlow, no script run).
+"""course.analysis: the model answers, derived from a run's numbers (no TensorFlow, no script run).
 
 The inputs copy the shape of ``assignment_check.measurements``; their numbers are
 like those of real runs (the short-run case is the one where an older analysis said
 "the model is the bottleneck" while the trainer waited for input 44% of the time).
 """
 
-import json
-
 import pytest
 
 from common import assignment_check
-from common.solution import analysis, handout
+from course import analysis
 
 
 def pipeline(seconds, epochs, wait, accuracy, busy, startup=0.0):
@@ -84,7 +82,8 @@ def test_a_pipeline_far_from_the_others_is_flagged_not_explained_away():
 
 
 def test_cache_claims_follow_the_epoch_times():
-    assert "from the cache" in analysis.time(MODEL_BOUND) or "not clearly faster" in analysis.time(MODEL_BOUND)
+    # 80 s later epochs against 90 s for epoch 1: above CACHE_GAIN of it, so no cache claim is made.
+    assert "not clearly faster" in analysis.time(MODEL_BOUND) and "from the cache" not in analysis.time(MODEL_BOUND)
     cached = measured({"augmentation": pipeline(30.0, [10.0, 10.0, 10.0], 0.7, 0.3, {}),
                        "optimized": pipeline(8.0, [5.0, 1.5, 1.5], 0.05, 0.3, {})}, epochs=3)
     assert "read decoded photos from the cache" in analysis.time(cached)
@@ -136,75 +135,3 @@ def test_steady_wait_leaves_out_the_start_up():
 
 
 # --------------------------------------------------------------------------- the fences
-
-SOURCE = '''\
-def augment(images):
-    # TODO 1: the augmentation map. Flip it.
-    ### BEGIN SOLUTION
-    flipped = images[::-1]
-    return flipped
-    ### END SOLUTION
-
-
-x = 1
-'''
-
-
-def test_strip_solutions_follows_nbgrader_and_names_the_todo():
-    starter = handout.strip_solutions(SOURCE)
-    assert "### BEGIN SOLUTION" not in starter and "flipped" not in starter
-    assert '    # TODO 1: the augmentation map. Flip it.\n    # YOUR CODE HERE\n' \
-           '    raise NotImplementedError("TODO 1: the augmentation map")\n' in starter
-    assert starter.endswith("x = 1\n")
-    assert handout.solution_lines(SOURCE) == ["    flipped = images[::-1]", "    return flipped"]
-    namespace = {}
-    exec(starter, namespace)  # the starter is valid Python, and the stub names its TODO
-    with pytest.raises(NotImplementedError, match="TODO 1: the augmentation map"):
-        namespace["augment"]([1, 2])
-
-
-@pytest.mark.parametrize("broken, message", [
-    ("### BEGIN SOLUTION\nx = 1\n", "never closed"),
-    ("x = 1\n### END SOLUTION\n", "without a"),
-    ("### BEGIN SOLUTION\n### BEGIN SOLUTION\n### END SOLUTION\n", "inside the block"),
-])
-def test_unbalanced_fences_are_refused_with_the_line(broken, message):
-    with pytest.raises(ValueError, match=message):
-        handout.strip_solutions(broken)
-
-
-def test_todo_names_are_found_inside_tensorflows_wrapping():
-    error = NotImplementedError('in user code:\n\n    File "x.py", line 3\n\n    NotImplementedError: '
-                                'TODO 1: the augmentation map\n')
-    assert assignment_check.todo_name(error, "default") == "TODO 1: the augmentation map"
-    assert assignment_check.not_written(NotImplementedError(), "the naive pipeline") == \
-        "the naive pipeline is not written yet"
-    assert assignment_check.not_written(NotImplementedError("it needs TODO 4: the TFRecords"), "x") == \
-        "it needs TODO 4: the TFRecords"
-
-
-# --------------------------------------------------------------------------- the rubric
-
-
-def test_rubric_of_a_starter_like_folder_fails_and_says_what_is_missing(tmp_path):
-    (tmp_path / "metrics.json").write_text(json.dumps({
-        "status": "complete",
-        "parts": {"naive": "complete", "augmentation": "skipped", "tfrecords": "skipped"},
-        "skipped": {"augmentation": "TODO 2 not written yet: the augmentation pipeline",
-                    "tfrecords": "TODO 4 not written yet: the TFRecords"},
-        "results": {"naive": {"seconds": 4.0, "input_wait_share": 0.4}},
-        "answers": {"summary": "too short"},
-    }))
-    lines = {requirement: (passed, measured) for passed, requirement, measured in assignment_check.grade(tmp_path)}
-    assert lines["the run finished"][0] and lines["naive pipeline implemented"][0]
-    assert lines["augmentation pipeline implemented"] == (False, "TODO 2 not written yet: the augmentation "
-                                                                 "pipeline")
-    assert not lines["TFRecords verify"][0] and "TODO 4" in lines["TFRecords verify"][1]
-    assert lines["every analysis question answered"] == (
-        False, "0 of 5; not yet (or under 12 words): summary, accuracy, time, bottleneck, tfrecord")
-    text = assignment_check.format_rubric(assignment_check.grade(tmp_path), tmp_path)
-    assert "FAIL" in text and text.splitlines()[-1].startswith("2 of 11 pass")
-
-
-def test_rubric_of_a_missing_folder_says_to_run_first(tmp_path):
-    assert assignment_check.main([str(tmp_path)]) == 1

@@ -10,7 +10,7 @@ Result: naive 42.5 s (43% input wait), augmentation 94.7 s (75%), optimized 31.6
 TFRecord 30.5 s (2.7%), test accuracy 0.23-0.28 (chance 0.10): small_cnn, 3 epochs, 2,400
 train / 600 test CIFAR-10 photos upscaled to 300x300, 2 CPU cores (AMD EPYC), quiet machine.
 Run: python assignment_wildlife.py --limit 200 --epochs 2   (a quick run on the stand-in, ~1 min)
-Check: python assignment_wildlife.py --check   (a quick run, then the rubric, pass or fail)
+Check: python assignment_wildlife.py --check   (your code measured, a quick run, then the rubric: a few minutes)
 
 The lab's model is VGG16 (ImageNet weights, frozen) under a Flatten/Dense head, trained
 at batch size 1 with a loss that applies softmax twice; it ends at chance. Here the loss
@@ -65,8 +65,12 @@ parser.add_argument("--shuffle-buffer", type=cli.positive_int, default=1000,
                     help="decoded photos held for shuffling (default: 1000; lab: 10000, 2.7 GB at 300x300)")
 parser.add_argument("--workers", type=cli.positive_int, default=None,
                     help="processes that write the TFRecords (default: all CPU cores)")
+parser.add_argument("--probe", action="store_true",
+                    help="measure the TODO functions themselves (pipeline graphs, every epoch, labels, speed) and "
+                    "stop before training: writes probe.json into --out (--check and the teacher's grader use it)")
 parser.add_argument("--check", action="store_true",
-                    help="run this script quickly (stand-in, --limit 300, 3 epochs, into outputs/assignment_check "
+                    help="probe this script and run it quickly (stand-in, --limit 300, 3 epochs, into "
+                         "outputs/assignment_check "
                          "unless --out is given), then print the assignment's rubric, pass or fail per line")
 config = cli.parse(parser, ARGS)
 if config.check:  # the rubric: common/assignment_check.py
@@ -199,8 +203,9 @@ def random_crops(batch, size):
 
 def augment(images, labels):
     """Random crop, flip, brightness and contrast of one image (H, W, 3) or a batch (B, H, W, 3), uint8 in."""
-    # TODO 1: the augmentation map. Return `(crops, labels)`: random CROP_SIZE crops in [0, 1],
-    # drawn independently for every image, for one image or a batch alike:
+    # TODO 1: the augmentation map. Return `(crops, labels)`: random CROP_SIZE crops in [0, 1], randomly
+    # flipped, brightened and contrasted, drawn independently for every image, for one image or a batch alike.
+    # Hints:
     # - give a single image (`images.shape.rank == 3`) a batch axis (`images[tf.newaxis]`);
     # - `random_crops(tf.cast(batch, tf.float32), CROP_SIZE) / 255.0`: one window per image;
     # - `tf.image.random_flip_left_right(crops)` (it flips each image of a batch on its own);
@@ -268,8 +273,10 @@ def naive_pipeline(recorder):
 
 
 def augmentation_pipeline(recorder):
-    # TODO 2: the augmentation pipeline. Build `train` like naive_pipeline's (the lab's transformations,
-    # none of its optimizations: no num_parallel_calls, cache or prefetch):
+    # TODO 2: the augmentation pipeline. Build `train` like naive_pipeline's, shuffled and mapped with
+    # `augment` one image at a time in Python (the lab's transformations, none of its optimizations: no
+    # num_parallel_calls, cache or prefetch); return `train, naive_test(recorder)`.
+    # Hints:
     # `timeline.time_measured_dataset([str(TRAIN_CSV)], datasets.read_csv, read_image, IMAGE_SPEC, recorder)`,
     # `.shuffle(config.shuffle_buffer, seed=config.seed)`,
     # `.map(timeline.timed_map(augment, recorder, in_python=True))` (one image at a time, timed),
@@ -289,7 +296,11 @@ def decode_element(encoded, labels):
 
 
 def optimized_pipeline(recorder):
-    # TODO 3: the optimized pipeline. For both halves, start from
+    # TODO 3: the optimized pipeline. Return `train, test`: photos decoded in parallel and cached before the
+    # random map, then shuffled, batched, mapped with `augment` a whole batch at a time in parallel, and
+    # prefetched (test: `center_crop`, not shuffled).
+    # Hints:
+    # For both halves, start from
     # `timeline.time_measured_dataset([str(csv_path)], datasets.read_csv, read_bytes, BYTES_SPEC, recorder)`
     # (the source only reads file bytes) and decode in parallel:
     # `.map(timeline.timed_map(decode_element, recorder, stage="Decode"), num_parallel_calls=AUTOTUNE)`.
@@ -333,7 +344,9 @@ TOOL_FOLDER = Path(tfrecord_tools.__file__).resolve().parent.parent  # run the t
 
 
 def write_tfrecords(split_folder, tfrecord_folder):
-    # TODO 4: the TFRecords. Write them with the command line, in a subprocess, as you would type it:
+    # TODO 4: the TFRecords. Write `split_folder` into `tfrecord_folder` with tfrecord_tools' command line,
+    # in a subprocess, as you would type it, with the photos stored shrunk to IMAGE_SIZE; then verify them.
+    # Hints:
     # `subprocess.run([*TOOL, ...], check=True, cwd=TOOL_FOLDER)` (TOOL is `python -m tfrecord_tools`):
     # - `write SRC OUT --max-side IMAGE_SIZE --seed SEED --overwrite` with SRC = split_folder,
     #   OUT = tfrecord_folder and SEED = config.seed (add `--workers N` when config.workers is set);
@@ -382,7 +395,11 @@ if tfrecords is None and "tfrecord" in config.pipelines:
 
 
 def tfrecord_pipeline(recorder):
-    # TODO 5: the TFRecord pipeline. For each split ("train", "test"):
+    # TODO 5: the TFRecord pipeline. Return `train, test` read from TFRECORD_DIR with `tfrecord_tools.load`,
+    # tagged for the timeline, batched, mapped in parallel (`augment` for train, `center_crop` for test) and
+    # prefetched.
+    # Hints:
+    # For each split ("train", "test"):
     # `tfrecord_tools.load(TFRECORD_DIR, split, batch_size=None, image_size=(IMAGE_SIZE, IMAGE_SIZE),
     # cache=True, shuffle=<True for train>, seed=config.seed, shuffle_buffer=config.shuffle_buffer)` gives
     # decoded uint8 photos; `timeline.with_timeline_tags(dataset, recorder)` adds the timeline's tags; then
@@ -404,6 +421,11 @@ def tfrecord_pipeline(recorder):
 
 build_pipeline = {"naive": naive_pipeline, "augmentation": augmentation_pipeline,
                   "optimized": optimized_pipeline, "tfrecord": tfrecord_pipeline}
+
+if config.probe:  # the rubric's way in: every TODO function measured, then stop before any training
+    run.write_json("probe.json", assignment_check.probe(globals()))
+    run.finish({}, {"probe": str(run.path("probe.json"))}, data=data)
+    sys.exit(0)
 
 # %% [markdown]
 # ## The model
@@ -459,9 +481,6 @@ def train_with(name):
               / max(sum(row["train_seconds"] for row in history), 1e-9),
               "input_wait_share": summary["input_wait_share"], "stages": summary["stages"],
               "startup_wait_seconds": assignment_check.startup_wait_seconds(recorder.spans())}
-    if name == "tfrecord":  # for the check: the labels this pipeline really yields, per split
-        train_counts, test_counts = datasets.label_counts(train, test)
-        result["labels_yielded"] = {"train": train_counts, "test": test_counts}
     return run.complete(name, result)
 
 
@@ -488,8 +507,9 @@ run.write_text("results.md", results_table + "\n")
 
 def answer_questions(measured):
     # TODO 6: the answers. Answer the lab's questions from your run's numbers: return one answer (a few
-    # sentences) per key of `assignment_check.QUESTIONS` ("summary", "accuracy", "time", "bottleneck",
-    # "tfrecord"). Read results.md and the timelines first; quote your numbers, from
+    # sentences, quoting your numbers) per key of `assignment_check.QUESTIONS`.
+    # Hints:
+    # The keys are "summary", "accuracy", "time", "bottleneck" and "tfrecord". Read results.md and the timelines first; quote your numbers, from
     # `measured["pipelines"][name]` (`seconds`, `epoch_seconds`, `input_wait_share`, `test_accuracy`,
     # `busy_seconds` per stage) in f-strings, or typed in.
     ### BEGIN SOLUTION

@@ -23,15 +23,24 @@ import sys
 import tempfile
 from pathlib import Path
 
+import nbformat
+
+from course.notebooks import notebook_for
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = "assignment_wildlife.py"
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+HINTS_MARKER = "# Hints:"
+# What outputs/assignment/ takes on the full Oregon Wildlife data, .resume/ left out: measured on
+# 7,168 photos written at --max-side 300 (see the README, For teachers).
+HANDIN_SIZE = "250 MB"
+NOTEBOOK = "assignment_wildlife.ipynb"
 STUB = "# YOUR CODE HERE"
 TODO_LINE = re.compile(r"^\s*# (TODO \d+: [^.]+)")
 PACKAGES = ("common", "tfrecord_tools")
 
 
-def _fences(text: str):
+def fences(text: str):
     """Yield ``(begin line index, end line index, TODO title or None)`` of every fenced block."""
     lines = text.splitlines()
     begin = None
@@ -58,12 +67,22 @@ def _fences(text: str):
         raise ValueError(f"line {begin + 1}: {BEGIN} is never closed by {END}")
 
 
-def strip_solutions(text: str) -> str:
-    """The starter: each fenced block replaced by ``# YOUR CODE HERE`` and a NotImplementedError naming its TODO."""
+def strip_solutions(text: str, *, hints: bool = True) -> str:
+    """The starter: each fenced block replaced by ``# YOUR CODE HERE`` and a NotImplementedError naming its TODO.
+
+    ``hints=False`` also drops each TODO's ``# Hints:`` comment lines (everything from
+    that line to the block), leaving the task alone: a harder assignment.
+    """
     lines = text.splitlines()
     output, position = [], 0
-    for begin, end, title in _fences(text):
-        output += lines[position:begin]
+    for begin, end, title in fences(text):
+        above = lines[position:begin]
+        if not hints:
+            marker = next((number for number in range(len(above) - 1, -1, -1)
+                           if above[number].strip() == HINTS_MARKER), None)
+            if marker is not None and all(line.strip().startswith("#") for line in above[marker:]):
+                above = above[:marker]
+        output += above
         indent = lines[begin][: len(lines[begin]) - len(lines[begin].lstrip())]
         output += [f"{indent}{STUB}", f'{indent}raise NotImplementedError("{title.replace(chr(34), chr(39))}")' if title
                    else f"{indent}raise NotImplementedError()"]
@@ -75,7 +94,7 @@ def strip_solutions(text: str) -> str:
 def solution_lines(text: str) -> list[str]:
     """The non-blank lines inside the fences (for tests: none of them may stand in the starter)."""
     lines = text.splitlines()
-    return [lines[number] for begin, end, _ in _fences(text) for number in range(begin + 1, end)
+    return [lines[number] for begin, end, _ in fences(text) for number in range(begin + 1, end)
             if lines[number].strip()]
 
 
@@ -111,28 +130,51 @@ Without the data, the script uses a generated stand-in (shapes on textures, mark
 
     python assignment_wildlife.py --limit 200 --epochs 2          # quick, offline, on the stand-in
     python assignment_wildlife.py --data-dir oregon_wildlife      # the real run (3 epochs; more is fine)
-    python assignment_wildlife.py --check                         # quick run + rubric, pass/fail per line
+    python assignment_wildlife.py --check                         # your code measured + rubric (a few minutes)
     python assignment_wildlife.py --help                          # every flag
 
+Or open `assignment_wildlife.ipynb` (the same code as a notebook: `python -m pip install
+jupyterlab`, then `jupyter lab assignment_wildlife.ipynb`) and set the flags in its `ARGS` cell.
+
 Outputs go to `outputs/assignment/` (`--out` to change it). An interrupted run (Ctrl-C)
-resumes where it stopped when you run the same command again; `--fresh` starts over.
+resumes where it stopped when you run the same command again; `--fresh` starts over, and
+so does any run after you edit the script.
+
+## The rubric
+
+`--check` measures your code itself (each pipeline's `tf.data` graph, every epoch it
+yields, whether each image keeps its label, the speed of the pipelines on their own),
+runs the script quickly, and prints one line per requirement, grouped by TODO:
+PASS or FAIL with what it measured; your answers are marked READ, for your teacher.
+Two lines time things: the optimized pipeline against the augmentation pipeline, and the
+trainer's wait for input. Both are measured so that a busy laptop slows every pipeline
+alike, but a machine busy enough (a video call, a compile) can still push them: if only
+a timing line fails, close other programs and run `--check` again.
 
 ## What to hand in
 
-1. your completed `assignment_wildlife.py`;
-2. its output folder from the real run (`outputs/assignment/`: metrics.json, results.md,
-   analysis.md, the timeline_*.png figures, ...);
+1. your completed `assignment_wildlife.py` (or the notebook, if you worked there);
+2. the output folder of your real run, `outputs/assignment/`, without its hidden
+   `.resume/` folder (checkpoints and the starting weights, not needed): metrics.json,
+   results.md, analysis.md, train.csv, test.csv, the figures and `tfrecords/` (about
+   {handin_size} on the full data, mostly the TFRecords);
 3. your answers: TODO 6 writes them into `analysis.md`, under the lab's questions.
 
-Run `python assignment_wildlife.py --check` before you hand in: every line should say PASS.
+Run `python assignment_wildlife.py --check` before you hand in: every line should say PASS
+(or READ, for the answers).
 """
 
 
 HANDOUT_MARK = ".handout"  # marks a folder this command wrote, the only kind --overwrite replaces
 
 
-def make_handout(out_dir: str | Path, *, overwrite: bool = False) -> tuple[Path, Path]:
-    """Write the handout folder ``out_dir`` and ``out_dir.zip``; returns both paths."""
+def make_handout(out_dir: str | Path, *, overwrite: bool = False, hints: bool = True) -> tuple[Path, Path]:
+    """Write the handout folder ``out_dir`` and ``out_dir.zip``; returns both paths.
+
+    The folder holds the starter script and the same as a notebook, ``common/``,
+    ``tfrecord_tools/``, ``requirements.txt`` and the student README. ``hints=False``
+    leaves the TODOs' hints out (see :func:`strip_solutions`).
+    """
     out_dir = Path(out_dir).resolve()
     repository = REPO_ROOT.resolve()
     if out_dir == repository or out_dir in repository.parents or repository in out_dir.parents:
@@ -147,18 +189,20 @@ def make_handout(out_dir: str | Path, *, overwrite: bool = False) -> tuple[Path,
             raise SystemExit(f"error: {out_dir} is not a handout this command wrote (no {HANDOUT_MARK}): "
                              "--overwrite replaces only such a folder; choose a new folder")
     solution = (REPO_ROOT / SCRIPT).read_text(encoding="utf-8")
-    starter = strip_solutions(solution)
-    todos = "\n".join(f"- {title}" for _, _, title in _fences(solution) if title)
+    starter = strip_solutions(solution, hints=hints)
+    todos = "\n".join(f"- {title}" for _, _, title in fences(solution) if title)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}-"))
     try:
         (staging / SCRIPT).write_text(starter, encoding="utf-8")
+        nbformat.write(notebook_for(staging / SCRIPT), staging / NOTEBOOK)
         # Only the sources: no caches, editor or patch leftovers, hidden files.
         ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.orig", "*.rej", "*~", ".*")
         for package in PACKAGES:
             shutil.copytree(REPO_ROOT / package, staging / package, ignore=ignore)
         shutil.copy2(REPO_ROOT / "requirements.txt", staging / "requirements.txt")
-        (staging / "README.md").write_text(STUDENT_README.format(todos=todos), encoding="utf-8")
+        (staging / "README.md").write_text(STUDENT_README.format(todos=todos, handin_size=HANDIN_SIZE),
+                                           encoding="utf-8")
         (staging / ".gitignore").write_text("outputs/\n__pycache__/\n", encoding="utf-8")
         (staging / HANDOUT_MARK).write_text("written by python -m course.handout; --overwrite may "
                                             "replace this folder\n", encoding="utf-8")
@@ -182,8 +226,10 @@ def main(argv: list[str] | None = None) -> int:
                                                  "tfrecord_tools/, requirements.txt and a README.")
     parser.add_argument("out", type=Path, metavar="OUT_DIR", help="folder to create (OUT_DIR.zip is made beside it)")
     parser.add_argument("--overwrite", action="store_true", help="replace OUT_DIR if it exists")
+    parser.add_argument("--no-hints", dest="hints", action="store_false",
+                        help="leave out the TODOs' hints (their '# Hints:' lines): only the tasks stay")
     arguments = parser.parse_args(argv)
-    folder, zip_path = make_handout(arguments.out, overwrite=arguments.overwrite)
+    folder, zip_path = make_handout(arguments.out, overwrite=arguments.overwrite, hints=arguments.hints)
     starter_lines = len((folder / SCRIPT).read_text(encoding="utf-8").splitlines())
     print(f"handout: {folder}/ ({SCRIPT}: {starter_lines} lines) and {zip_path}")
     return 0

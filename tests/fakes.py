@@ -151,3 +151,31 @@ def start_run_script(tmp_path, name, body, **popen):
     """) + textwrap.dedent(body))
     return subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, **popen)
+
+
+# --- Student solutions of the assignment, written as a student might -------------------------
+
+
+def student_solution(replacements: dict[int, str]) -> str:
+    """The reference ``assignment_wildlife.py`` with the fenced code of each TODO ``n`` replaced by ``replacements[n]``.
+
+    The code is written without indentation; it is indented like the block it replaces.
+    """
+    import textwrap as _textwrap
+
+    from course.handout import fences
+
+    text = (REPO_ROOT / "assignment_wildlife.py").read_text(encoding="utf-8")
+    lines = text.splitlines()
+    output, position = [], 0
+    for begin, end, title in fences(text):
+        number = int(title.split()[1].rstrip(":")) if title else None
+        output += lines[position:begin + 1]
+        if number in replacements:
+            indent = lines[begin][: len(lines[begin]) - len(lines[begin].lstrip())]
+            output += _textwrap.indent(_textwrap.dedent(replacements[number]).strip("\n"), indent).splitlines()
+        else:
+            output += lines[begin + 1:end]
+        position = end
+    output += lines[position:]
+    return "\n".join(output) + "\n"

@@ -179,9 +179,12 @@ def timed_map(
         ``False`` (default): ``func`` runs as graph code in tf.data's threads; start
         and end come from ``tf.timestamp()`` ordered by control dependencies around
         ``func``, and one small ``tf.numpy_function`` call hands the span to the
-        recorder. ``True``: the lab's ``map_decorator``: ``func`` runs eagerly inside
-        ``tf.py_function``, one Python call per element, timed in Python. That is
-        how the lab's naive pipeline maps (and why it is slow).
+        recorder. ``True``: the lab's ``map_decorator``: one Python call per element
+        through ``tf.py_function``, timed in Python. That is how the lab's naive
+        pipeline maps (and why it is slow). Inside it, ``func`` runs as one
+        ``tf.function`` traced once per input signature, not op by op, so its
+        memory stays flat; Python code in ``func`` (``np.random``, a counter) runs
+        only when it is traced: draw random numbers with TensorFlow ops.
 
     Returns
     -------
@@ -214,14 +217,22 @@ def timed_map(
             outputs = tf.nest.map_structure(tf.identity, outputs)
         return (*outputs, tags)
 
+    # Called eagerly, every random op without an op seed (tf.random.uniform,
+    # tf.image.random_flip_left_right) gets a fresh op seed per call once a global
+    # seed is set, and TensorFlow caches a new ~35 KB kernel for each, forever: about
+    # 190 KB per image for the lab's augmentation. Traced once, each op keeps one
+    # kernel whose random stream advances from call to call, still seeded.
+    traced = tf.function(func)
+
     def in_python_call(images, labels, tags):
         input_specs = (tf.TensorSpec.from_tensor(images), tf.TensorSpec.from_tensor(labels))
-        output_structure = tf.function(func).get_concrete_function(*input_specs).structured_outputs
+        concrete = traced.get_concrete_function(*input_specs)
+        output_structure = concrete.structured_outputs
         output_specs = [tf.TensorSpec.from_tensor(tensor) for tensor in tf.nest.flatten(output_structure)]
 
         def body(images, labels, tags):
             start = now()
-            outputs = tf.nest.flatten(func(images, labels))
+            outputs = tf.nest.flatten(concrete(images, labels))
             if recorder is not None:
                 recorder.record_tags(stage, start, now() - start, tags.numpy())
             return outputs

@@ -21,7 +21,7 @@ import pytest
 from common import assignment_check
 from course import handout
 
-from fakes import REPO_ROOT
+from fakes import REPO_ROOT, student_solution
 
 SCRIPT = "assignment_wildlife.py"
 PIPELINES = assignment_check.PIPELINES
@@ -72,7 +72,12 @@ def test_solution_runs_all_four_pipelines_and_passes_its_own_check(solution_chec
     out, result = solution_check
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-3000:]
     rubric = result.stdout[result.stdout.index("assignment check of"):]
-    assert "FAIL" not in rubric and rubric.strip().splitlines()[-1] == "11 of 11 pass"
+    tally = rubric.strip().splitlines()[-1]
+    checks = rubric.count("\n  PASS  ")
+    assert "  FAIL  " not in rubric
+    assert tally == f"{checks} of {checks} checks pass; 5 answer(s) for the teacher to read"
+    assert checks >= 30 and "  READ  answer: bottleneck" in rubric  # every TODO measured, the answers to read
+    assert "INFO  test accuracy" in rubric
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["status"] == "complete" and metrics["skipped"] == {}
     assert all(metrics["parts"][name] == "complete" for name in (*PIPELINES, "tfrecords"))
@@ -178,9 +183,12 @@ def test_starter_runs_offline_skips_what_is_not_written_and_fails_the_check(star
     analysis = (out / "analysis.md").read_text()
     assert "| naive |" in analysis and analysis.count("Not answered yet (TODO 6)") == 5
     rubric = result.stdout[result.stdout.index("assignment check of"):]
-    assert "PASS  naive pipeline implemented" in rubric
-    for missing in ("FAIL  augmentation pipeline implemented", "TODO 2", "FAIL  optimized pipeline implemented",
-                    "TODO 3", "FAIL  TFRecords verify", "TODO 4", "FAIL  every analysis question answered"):
+    assert "PASS  naive pipeline trained" in rubric
+    for missing in ("FAIL  augment is written and runs", "TODO 1 not written yet",
+                    "FAIL  the augmentation pipeline is written and runs", "TODO 2 not written yet",
+                    "FAIL  the optimized pipeline is written and runs", "TODO 3 not written yet",
+                    "FAIL  the TFRecords verify", "FAIL  the TFRecord pipeline is written and runs",
+                    "it needs TODO 4: the TFRecords", "FAIL  answer: summary"):
         assert missing in rubric, missing
 
 
@@ -271,3 +279,121 @@ def test_a_too_small_limit_is_refused_in_one_line_before_any_photo_is_decoded(tm
         "38, it would leave a class without a test image: its test share is 9 images for 10 classes); raise --limit "
         "to 39 or more.")
     assert "data root:" not in result.stdout and not list((tmp_path / "out").glob("*"))
+
+
+# --------------------------------------------------------------------------- students' solutions, probed
+
+
+PROBE = ["--data", "standin", "--limit", "100", "--image-size", "64", "--crop-size", "48", "--batch-size", "16",
+         "--workers", "1", "--probe", "--fresh"]
+
+UNOPTIMIZED = {
+    # TODO 3 as written without the lesson: no parallel calls, no cache, no prefetch.
+    3: """
+    def decoded(csv_path):
+        return (timeline.time_measured_dataset([str(csv_path)], datasets.read_csv, read_bytes, BYTES_SPEC, recorder)
+                .map(timeline.timed_map(decode_element, recorder, stage="Decode")))
+
+    train = (decoded(TRAIN_CSV).shuffle(config.shuffle_buffer, seed=config.seed).batch(config.batch_size)
+             .map(timeline.timed_map(augment, recorder)))
+    test = decoded(TEST_CSV).batch(config.batch_size).map(timeline.timed_map(center_crop, recorder))
+    return train, test
+    """,
+    # TODO 5 with the labels shuffled apart from the images.
+    5: """
+    def pipeline(split, batch_map):
+        photos = tfrecord_tools.load(TFRECORD_DIR, split, batch_size=None, image_size=(IMAGE_SIZE, IMAGE_SIZE),
+                                     cache=True, shuffle=split == "train", seed=config.seed,
+                                     shuffle_buffer=config.shuffle_buffer)
+        images = photos.map(lambda image, label: image)
+        labels = photos.map(lambda image, label: label).shuffle(1000)
+        return (timeline.with_timeline_tags(tf.data.Dataset.zip((images, labels)), recorder)
+                .batch(config.batch_size)
+                .map(timeline.timed_map(batch_map, recorder), num_parallel_calls=AUTOTUNE)
+                .prefetch(AUTOTUNE))
+
+    return pipeline("train", augment), pipeline("test", center_crop)
+    """,
+}
+
+SHORTCUTS = {
+    # TODO 3 that trains on two batches an epoch.
+    3: """
+    def decoded(csv_path):
+        return (timeline.time_measured_dataset([str(csv_path)], datasets.read_csv, read_bytes, BYTES_SPEC, recorder)
+                .map(timeline.timed_map(decode_element, recorder, stage="Decode"), num_parallel_calls=AUTOTUNE))
+
+    train = (decoded(TRAIN_CSV).cache().shuffle(config.shuffle_buffer, seed=config.seed).batch(config.batch_size)
+             .take(2).map(timeline.timed_map(augment, recorder), num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE))
+    test = (decoded(TEST_CSV).cache().batch(config.batch_size)
+            .map(timeline.timed_map(center_crop, recorder), num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE))
+    return train, test
+    """,
+    # TODO 5 that reads the photos through the CSV files instead of the records.
+    5: """
+    def pipeline(csv_path, batch_map):
+        return (timeline.time_measured_dataset([str(csv_path)], datasets.read_csv, read_image, IMAGE_SPEC, recorder)
+                .cache()
+                .batch(config.batch_size)
+                .map(timeline.timed_map(batch_map, recorder), num_parallel_calls=AUTOTUNE)
+                .prefetch(AUTOTUNE))
+
+    return pipeline(TRAIN_CSV, augment), pipeline(TEST_CSV, center_crop)
+    """,
+}
+
+
+def probe_student(tmp_path, replacements, keras_home):
+    """Write the student's script beside the course's packages, probe it, grade the probe; the lines by id."""
+    folder = tmp_path / "student"
+    folder.mkdir()
+    for package in ("common", "tfrecord_tools"):
+        (folder / package).symlink_to(REPO_ROOT / package)
+    (folder / SCRIPT).write_text(student_solution(replacements))
+    result = run_script(folder, *PROBE, "--out", str(tmp_path / "probe"), keras_home=keras_home)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return {line.id: line for line in assignment_check.grade(tmp_path / "probe", tmp_path / "probe" / "probe.json")}
+
+
+@pytest.mark.slow
+def test_an_unoptimized_pipeline_and_labels_shuffled_from_their_images_fail_their_lines(tmp_path, keras_home):
+    lines = probe_student(tmp_path, UNOPTIMIZED, keras_home)
+    failed = {line_id for line_id, line in lines.items() if line.status == "FAIL" and line_id.startswith("todo")}
+    assert {"todo3.parallel", "todo3.cache", "todo3.prefetch", "todo3.decoded_once", "todo5.labels",
+            "todo5.reads_records"} <= failed
+    assert "no prefetch at the end of the train pipeline" in lines["todo3.prefetch"].measured
+    # What the student did right still passes.
+    for line_id in ("todo1.crops", "todo1.per_image", "todo2.whole_split", "todo2.labels", "todo3.batch_first",
+                    "todo3.whole_split", "todo3.labels", "todo4.verify", "todo4.labels", "todo5.prefetch",
+                    "todo5.cache", "todo5.whole_split"):
+        assert lines[line_id].status == "PASS", lines[line_id]
+
+
+@pytest.mark.slow
+def test_two_batches_an_epoch_and_a_tfrecord_pipeline_that_reads_the_jpegs_fail_their_lines(tmp_path, keras_home):
+    lines = probe_student(tmp_path, SHORTCUTS, keras_home)
+    assert lines["todo3.whole_split"].status == "FAIL"
+    assert "yields 32 of 100 training images" in lines["todo3.whole_split"].measured
+    assert lines["todo5.reads_records"].status == "FAIL"
+    assert "the labels do not come from the records" in lines["todo5.reads_records"].measured
+    for line_id in ("todo3.parallel", "todo3.cache", "todo3.prefetch", "todo3.decoded_once", "todo5.labels",
+                    "todo5.whole_split", "todo5.parallel"):
+        assert lines[line_id].status == "PASS", lines[line_id]
+
+
+@pytest.mark.slow
+def test_a_hand_edited_metrics_json_is_caught_by_the_hand_in_grader(tmp_path, solution_check):
+    import shutil
+
+    out, _ = solution_check
+    handed_in = tmp_path / "handed_in"
+    shutil.copytree(out, handed_in, ignore=shutil.ignore_patterns("probe", ".resume"))
+    lines = {line.id: line for line in assignment_check.grade(handed_in)}
+    assert lines["run.consistent"].status == "PASS" and lines["todo3.measured"].status == "SKIP"
+    metrics = json.loads((handed_in / "metrics.json").read_text())
+    metrics["results"]["augmentation"]["seconds"] *= 3  # a speed-up the student did not measure
+    metrics["results"]["optimized"]["test_accuracy"] = 0.99
+    (handed_in / "metrics.json").write_text(json.dumps(metrics))
+    lines = {line.id: line for line in assignment_check.grade(handed_in)}
+    assert lines["run.consistent"].status == "FAIL"
+    assert "augmentation" in lines["run.consistent"].measured and "results.md" in lines["run.consistent"].measured

@@ -1,0 +1,76 @@
+"""
+Title: Do the rubric's timing lines give the right verdict on a busy machine?
+Description: Runs `python assignment_wildlife.py --check` (probe, quick training run, rubric)
+    several times, each with busy loops beside it (`yes > /dev/null`), and prints, per run,
+    the two lines measured with a clock: the optimized pipeline's speed-up over the
+    augmentation pipeline (both pipelines alone, medians of interleaved epochs) and the
+    optimized trainer's input wait after epoch 1; then their spread, from which the
+    thresholds in common/assignment_check/rubric.py are set. --script checks another
+    solution instead of the reference (say, one without parallel calls, cache or prefetch).
+Run: python benchmarks/rubric_timing.py --runs 10 --busy 2
+
+Measured on 2 CPU cores (AMD EPYC), the stand-in, --check's settings (300 photos, 3 epochs), while
+other jobs shared the machine too (load 3-6):
+
+| solution | busy loops | runs | speed-up min / median / max | input wait after epoch 1 | all lines pass |
+| --- | ---: | ---: | --- | --- | ---: |
+| (filled in by the runs below) | | | | | |
+"""
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+from common import assignment_check  # noqa: E402
+
+parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+parser.add_argument("--runs", type=int, default=10, help="--check runs (default: 10)")
+parser.add_argument("--busy", type=int, default=2, help="busy loops beside each run (default: 2)")
+parser.add_argument("--script", type=Path, default=REPO_ROOT / "assignment_wildlife.py",
+                    help="the solution to check (default: the reference); it runs from its own folder")
+parser.add_argument("--out", type=Path, default=Path("outputs/rubric_timing"), help="where the runs write")
+config = parser.parse_args()
+
+rows = []
+for number in range(1, config.runs + 1):
+    out = (config.out / f"run{number}").resolve()
+    busy = [subprocess.Popen(["yes"], stdout=subprocess.DEVNULL) for _ in range(config.busy)]
+    start = time.perf_counter()
+    try:
+        result = subprocess.run([sys.executable, config.script.name, "--check", "--out", str(out)],
+                                cwd=config.script.parent, capture_output=True, text=True)
+    finally:
+        for process in busy:
+            process.kill()
+            process.wait()
+    seconds = time.perf_counter() - start
+    lines = {line.id: line for line in assignment_check.grade(out)}
+    speed, wait = lines.get("todo3.speed"), lines.get("run.input_wait")
+    failed = sorted(line_id for line_id, line in lines.items() if line.status == "FAIL")
+    row = {"run": number, "seconds": round(seconds), "exit": result.returncode,
+           "speedup": float(speed.measured.split("x")[0]) if speed and "x:" in speed.measured else None,
+           "speed": speed.status if speed else "-",
+           "wait_percent": float(wait.measured.split("%")[0]) if wait and "%" in wait.measured else None,
+           "wait": wait.status if wait else "-", "failed": failed}
+    rows.append(row)
+    print(json.dumps(row), flush=True)
+
+print(f"\n{'run':>3} {'s':>5} {'speed-up':>9} {'':4} {'wait %':>7} {'':4} failed lines")
+for row in rows:
+    speedup = f"{row['speedup']:.1f}x" if row["speedup"] is not None else "-"
+    wait = f"{row['wait_percent']:.1f}" if row["wait_percent"] is not None else "-"
+    print(f"{row['run']:>3} {row['seconds']:>5} {speedup:>9} {row['speed']:4} {wait:>7} {row['wait']:4} "
+          f"{', '.join(row['failed']) or 'none'}")
+for key, label in (("speedup", "speed-up"), ("wait_percent", "input wait %")):
+    values = [row[key] for row in rows if row[key] is not None]
+    if values:
+        print(f"{label}: min {min(values):.1f}, median {statistics.median(values):.1f}, max {max(values):.1f}")
+print(f"all lines pass in {sum(not row['failed'] for row in rows)} of {len(rows)} runs "
+      f"({config.busy} busy loops, {config.script.name})")

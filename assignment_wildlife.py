@@ -163,9 +163,10 @@ BYTES_SPEC = (tf.TensorSpec((), tf.string), tf.TensorSpec((), tf.int64))
 peek = timeline.time_measured_dataset([str(TRAIN_CSV)], datasets.read_csv, read_image, IMAGE_SPEC,
                                       timeline.Recorder())
 sample_images, sample_titles = [], []
-for image, label, tag in peek.take(8):
+for image, label, _ in peek.take(8):
     sample_images.append(image.numpy())
     sample_titles.append(label_names[int(label)])
+_, _, tag = next(iter(peek))
 print(f"an element: image {image.shape} {image.dtype}, label {int(label)}, tag (source, epoch, index) "
       f"{tag.numpy().tolist()}")
 run.save_figure(plots.image_grid(np.stack(sample_images), sample_titles, columns=4,
@@ -509,9 +510,9 @@ def answer_questions(measured):
     # TODO 6: the answers. Answer the lab's questions from your run's numbers: return one answer (a few
     # sentences, quoting your numbers) per key of `assignment_check.QUESTIONS`.
     # Hints:
-    # The keys are "summary", "accuracy", "time", "bottleneck" and "tfrecord". Read results.md and the timelines first; quote your numbers, from
-    # `measured["pipelines"][name]` (`seconds`, `epoch_seconds`, `input_wait_share`, `test_accuracy`,
-    # `busy_seconds` per stage) in f-strings, or typed in.
+    # The keys are "summary", "accuracy", "time", "bottleneck" and "tfrecord". Read results.md and the
+    # timelines first; quote your numbers, from `measured["pipelines"][name]` (`seconds`, `epoch_seconds`,
+    # `input_wait_share`, `test_accuracy`, `busy_seconds` per stage) in f-strings, or typed in.
     ### BEGIN SOLUTION
     from course import analysis  # the teacher's model answers, derived from the run's numbers
 

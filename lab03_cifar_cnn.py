@@ -28,15 +28,11 @@ from common import cli, console
 from common.run import Run
 
 parser = cli.make_parser(__doc__, epochs=5, batch_size=32, out="outputs/lab03", dataset="cifar10")
-parser.add_argument("--pipeline-batch-size", type=cli.positive_int, default=64,
-                    help="batch size of part two, the tf.data pipeline (lab: 64, 781 steps per epoch)")
+parser.add_argument("--pipeline-batch-size", type=cli.positive_int, default=64, help="part two's batch (lab: 64)")
 parser.add_argument("--augmentation", choices=["lab", "random-crop", "full"], default="lab",
-                    help="part two's training map: lab = centre 24x24 crops, randomly flipped, with the lab's "
-                    "contrast change; random-crop = crops anywhere + flips; full = random crops, flips, brightness "
-                    "and contrast, clipped (the lab's intent; needs more epochs)")
+                    help="part two's training map (see 'The input pipeline and its maps'; default: the lab's)")
 parser.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction, default=None,
-                    help="compute in 16 bits, keep float32 weights (default: on where the hardware computes "
-                    "16 bits natively, a GPU with tensor cores or a CPU with AMX/AVX512-BF16; elsewhere slower)")
+                    help="compute in 16 bits (default: where the hardware does so natively, see below)")
 config = cli.parse(parser, ARGS)  # also refuses a --limit too small for the dataset, before any work
 run = Run(config, "lab03")
 
@@ -103,11 +99,9 @@ del x_train, x_test  # part two reads the batch files itself
 
 # %% [markdown]
 # ## CNN model for CIFAR-10: loading data manually
-# CIFAR-10 as it is distributed: five pickled training batches of 10,000 images and
-# one test batch. Each is a dict whose `b"data"` holds one image per row of 3,072
-# bytes (the 1,024 red values, then green, then blue) and whose `b"labels"` holds the
-# classes. `datasets.cifar10_batches` finds or downloads `cifar-10-python.tar.gz`
-# (for an image folder or the stand-in it writes batches in the same format once);
+# CIFAR-10 as it is distributed: five pickled training batches of 10,000 images and one
+# test batch, each a dict whose `b"data"` holds one image per row of 3,072 bytes (1,024
+# red values, then green, then blue) and whose `b"labels"` holds the classes.
 # `datasets.read_cifar10_batch` is the lab's `read_file`.
 
 # %%
@@ -132,26 +126,21 @@ print("images", pipeline_data.x_train.shape, "from rows", train_rows.shape)
 
 # %% [markdown]
 # ## The input pipeline and its maps
-# Training map (`augment.train_map`): a 24x24 crop (in the centre, or anywhere), a
-# random left-right flip, optionally random brightness and contrast, then per-image
-# standardisation (mean 0, standard deviation 1). Test map (`augment.test_map`): the
-# centre crop and standardisation. Both take a whole batch, so we batch first and map
-# second (the lab's "vectorised map"), with independent randomness per image.
+# Training map (`augment.train_map`): a 24x24 crop (in the centre, or anywhere), a random
+# left-right flip, optionally random brightness and contrast, then per-image
+# standardisation. Test map (`augment.test_map`): the centre crop and standardisation.
+# Both take a whole batch, so we batch first and map second (the lab's "vectorised map").
 #
-# A bug in the lab, fixed here: its brightness step does nothing. It adds one
-# constant to every pixel of an image, and per-image standardisation subtracts the
-# image mean, constant included. Its contrast step survives in part: it scales each
-# channel around that channel's own mean, which one standard deviation over all
-# channels does not undo. So the lab trained on centre crops, flipped, with that
-# contrast change: `--augmentation lab`. `--augmentation full` is what the lab
-# meant: brightness up to +-63/255 and contrast, clipped to [0, 1] (the clip is what
-# makes brightness matter), on crops at random places.
-#
-# Stronger augmentation needs longer training: in 5 epochs this model reaches about
-# 0.65 with `full`, 0.67 with `random-crop` and 0.68-0.70 with `lab`. The training
-# accuracy Keras prints is lower than the test accuracy: it is measured with dropout
-# on and on augmented images. Test accuracy still rises at epoch 5: try
-# `--augmentation full --epochs 20`.
+# A bug in the lab, fixed here: its brightness step does nothing, because per-image
+# standardisation subtracts the image's mean, the added constant included; its contrast
+# step survives in part (it scales each channel around that channel's mean). So the lab
+# trained on flipped centre crops with that contrast change: `--augmentation lab`.
+# `--augmentation full` is what it meant: random crops, brightness up to +-63/255 and
+# contrast, clipped to [0, 1] (the clip is what makes brightness matter). Stronger
+# augmentation needs longer training: in 5 epochs this model reaches about 0.65 with
+# `full`, 0.67 with `random-crop`, 0.68-0.70 with `lab` (try `--augmentation full
+# --epochs 20`). The training accuracy Keras prints is lower than the test accuracy: it
+# is measured with dropout on, on augmented images.
 
 # %%
 TRAIN_MAP_OPTIONS = {"lab": {"crop": "center", "colour": "lab"}, "random-crop": {"crop": "random", "colour": "none"},
@@ -238,10 +227,9 @@ training.save_model(model_pipeline, run.path("cifar_cnn_pipeline.keras"))
 # both and every number of this run in `metrics.json`.
 
 # %%
-run.save_figure(plots.training_curves(
-    {"arrays (32x32)": arrays_history, "pipeline (24x24 augmented)": pipeline_history},
-    title=f"{DATASET}: training (solid) and test (dashed)",
-), "training_curves.png")
+curves = {"arrays (32x32)": arrays_history, "pipeline (24x24 augmented)": pipeline_history}
+run.save_figure(plots.training_curves(curves, title=f"{DATASET}: training (solid) and test (dashed)"),
+                "training_curves.png")
 arrays_timing = training.timing(arrays_history, len(data.x_train))
 pipeline_timing = training.timing(pipeline_history, steps_per_epoch * config.pipeline_batch_size)
 run.finish({
@@ -252,9 +240,7 @@ run.finish({
                      "lab_test_accuracy": 0.7087, "history": arrays_history, **arrays_timing},
     "pipeline_model": {"parameters": model_pipeline.count_params(), "test_accuracy": pipeline_accuracy,
                        "lab_test_accuracy": 0.7092, "history": pipeline_history, **pipeline_timing},
-}, {
-    "arrays_accuracy": arrays_accuracy, "pipeline_accuracy": pipeline_accuracy,
+}, {"arrays_accuracy": arrays_accuracy, "pipeline_accuracy": pipeline_accuracy,
     "arrays_epoch_s": arrays_timing["seconds_per_epoch"], "arrays_images_per_s": arrays_timing["images_per_second"],
     "pipeline_epoch_s": pipeline_timing["seconds_per_epoch"],
-    "pipeline_images_per_s": pipeline_timing["images_per_second"],
-}, data=data)
+    "pipeline_images_per_s": pipeline_timing["images_per_second"]}, data=data)

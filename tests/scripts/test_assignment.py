@@ -29,7 +29,7 @@ TINY = ["--data", "standin", "--limit", "100", "--epochs", "2", "--image-size", 
         "--batch-size", "16", "--workers", "1"]
 
 
-def run_script(folder, *arguments, keras_home, timeout=400):
+def run_script(folder, *arguments, keras_home, timeout=900):
     return subprocess.run([sys.executable, SCRIPT, *arguments], cwd=folder, capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, "KERAS_HOME": str(keras_home)})
 
@@ -150,7 +150,8 @@ def test_handout_holds_the_starter_and_what_it_imports_but_no_solution(starter):
     assert (folder / "requirements.txt").read_text() == (REPO_ROOT / "requirements.txt").read_text()
     assert (folder / "tfrecord_tools" / "__main__.py").is_file()
     assert (folder / "common" / "datasets" / "wildlife.py").is_file()
-    assert (folder / "common" / "assignment_check.py").is_file()
+    assert (folder / "common" / "assignment_check" / "measure.py").is_file()
+    assert (folder / "assignment_wildlife.ipynb").is_file()  # the starter as a notebook too
     assert not (folder / "course").exists()  # the teacher's tools stay with the teacher
     readme = (folder / "README.md").read_text()
     for needed in ("oregon-wildlife", "virtualdvid", "Kaggle login", "total img num: 7168", "--limit",

@@ -110,6 +110,9 @@ def _build(script: dict, name: str) -> dict:
     recorder = script["timeline"].Recorder()
     try:
         train, test = script["build_pipeline"][name](recorder)
+        for split, dataset in (("train", train), ("test", test)):
+            if int(dataset.cardinality()) == -1:  # tf.data.INFINITE_CARDINALITY: its epoch would never end
+                return {"error": f"the {split} pipeline repeats forever (a .repeat()?): one pass must be one epoch"}
         structure = {"train": _describe(pipeline_structure(train)), "test": _describe(pipeline_structure(test))}
     except NotImplementedError as error:
         return {"error": _not_written(error, f"the {name} pipeline")}

@@ -220,10 +220,15 @@ def _labels_line(todo: str, found: dict | None, error: str | None) -> Line:
                      f"not measured: {error or 'the pipeline did not run'}")
     same = sum(split["same_label"] for split in found.values())
     images = sum(split["images"] for split in found.values())
+    recognised = sum(split["recognised"] for split in found.values())
     detail = ", ".join(f"{split} {counts['same_label']} of {counts['images']}" for split, counts in found.items())
+    measured = (f"{detail} images carry the label of the photo they show (matched by content to train.csv and "
+                "test.csv)")
+    if recognised < MIN_SAME_LABEL * images:
+        measured += (f"; only {recognised} of {images} images were recognised: with augment swapped for the centre "
+                     "crop they should all be (does the pipeline map `augment` and `center_crop`?)")
     return check(f"{todo}.labels", "each image keeps its photo's label", images > 0 and same >= MIN_SAME_LABEL * images,
-                 f"{detail} images carry the label of the photo they show (matched by content to train.csv and "
-                 "test.csv)")
+                 measured)
 
 
 def _reads_records_line(found: dict | None, error: str | None) -> Line:
@@ -235,7 +240,8 @@ def _reads_records_line(found: dict | None, error: str | None) -> Line:
     passed = images > 0 and same >= MIN_SAME_LABEL * images
     return check("todo5.reads_records", requirement, passed,
                  f"on a copy of the records with every class renamed to the next, {same} of {images} images carry "
-                 "the renamed label" + ("" if passed else ": the labels do not come from the records"))
+                 "the renamed label" + ("" if passed else ": the labels do not come from the records (does it read "
+                                                          "TFRECORD_DIR with tfrecord_tools.load?)"))
 
 
 def _speed_lines(timing: dict, pipelines: dict) -> list[Line]:

@@ -263,3 +263,13 @@ def test_a_check_always_starts_fresh_probe_then_training(monkeypatch, tmp_path, 
     assert len(commands) == 2 and all("--fresh" in command for command in commands)
     assert "--probe" in commands[0] and "--probe" not in commands[1]
     assert commands[0][commands[0].index("--out") + 1] == str(tmp_path / "probe")
+
+
+def test_a_pipeline_that_repeats_forever_is_refused_before_it_is_iterated():
+    from common import timeline
+
+    forever = {"timeline": timeline, "tfrecords": {},
+               "build_pipeline": {"optimized": lambda recorder: (tagged().batch(8).repeat(), tagged().batch(8))}}
+    assert "the train pipeline repeats forever" in measure._build(forever, "optimized")["error"]
+    not_written = {"timeline": timeline, "tfrecords": None, "build_pipeline": {}}
+    assert measure._build(not_written, "tfrecord") == {"error": "it needs TODO 4: the TFRecords"}

@@ -109,6 +109,9 @@ def show(dataset, count=8, title=None):
 show(raw_dataset, title="for loop over raw_dataset:")
 iterator = iter(raw_dataset)
 print("next(iterator) twice:", [int(next(iterator)[1]) for _ in range(2)])
+# An iterator left alive ends with the program, and deleting it waits for its tf.data
+# tuning thread to wake (up to a minute): the script would hang after its last line.
+del iterator
 
 # %% [markdown]
 # ### Apply transformations: map
@@ -412,9 +415,9 @@ optimized_test = (
 # output applies softmax twice).
 #
 # A run's time is its epochs' time. Reported apart: deleting each epoch's finished
-# iterators (the Teardown spans: seconds for an iterator that read a `cache()`),
-# and tracing the step functions once before epoch 1. The three add up to the
-# call's time.
+# iterators (the Teardown spans: deleting one waits for its tf.data tuning thread to
+# wake, up to about a minute), and tracing the step functions once before epoch 1.
+# The three add up to the call's time.
 
 # %%
 model = models.cifar_cnn_pipeline()

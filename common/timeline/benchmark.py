@@ -103,8 +103,9 @@ def timelined_benchmark(model, train_dataset, test_dataset, *, epochs: int, reco
     loop). While epoch ``e`` runs, ``recorder.training_epoch`` is ``e``, so the
     pipeline's own spans (Open, Read, maps) carry the epoch in which they ran. After
     each ``Epoch`` span, a ``Teardown`` span covers deleting the epoch's exhausted
-    iterators: TensorFlow takes seconds to free an iterator that read a ``cache()``
-    (``benchmarks/pipeline_speed.py``), which is neither input wait nor epoch time.
+    iterators: freeing one waits for its tf.data tuning thread to wake (a period that
+    doubles up to about a minute, with or without a ``cache()``), which is neither
+    input wait nor epoch time.
 
     Parameters
     ----------

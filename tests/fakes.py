@@ -132,3 +132,153 @@ def serve_folder(folder, on_request=None):
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+# ---------------------------------------------------------------------------
+# Images, image folders and TFRecords for the tfrecord_tools tests (tests/tfrecord_tools/).
+# Real files in real formats, made here under a test's tmp_path; no test needs real data.
+
+import io
+import json
+import os
+import struct
+import subprocess
+import sys
+import zlib
+
+from PIL import Image
+
+import tfrecord_tools
+from tfrecord_tools import record_io
+from tfrecord_tools.sidecar import SHARD_NAME_PATTERN
+
+
+def image_bytes(format="JPEG", size=(16, 12), mode="RGB", seed=0, **save_options):
+    """Bytes of a noise image: distinct per seed, so hashes differ."""
+    rng = np.random.default_rng(seed)
+    width, height = size
+    if mode in ("RGB", "RGBA", "CMYK"):
+        pixels = rng.integers(0, 256, (height, width, len(mode)), dtype=np.uint8)
+    elif mode == "I;16":
+        pixels = rng.integers(0, 65536, (height, width), dtype=np.uint16)
+    else:
+        pixels = rng.integers(0, 256, (height, width), dtype=np.uint8)
+    image = Image.fromarray(pixels) if mode == "I;16" else Image.fromarray(pixels, mode=mode)
+    buffer = io.BytesIO()
+    image.save(buffer, format=format, **save_options)
+    return buffer.getvalue()
+
+
+def write_file(path, data):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def make_class_folder(root, classes=("cat", "dog", "fox"), per_class=5, size=(16, 12)):
+    """``root/<class>/<i>.jpg`` with distinct noise JPEGs; returns root."""
+    for class_index, name in enumerate(classes):
+        for index in range(per_class):
+            write_file(root / name / f"{index:03d}.jpg", image_bytes(size=size, seed=100 * class_index + index))
+    return root
+
+
+def read_records(path):
+    """Parsed Examples of one shard, via our own reader (CRCs checked)."""
+    data = Path(path).read_bytes()
+    return [record_io.parse_example_bytes(record) for _, _, record in record_io.iter_records(data)]
+
+
+def all_records(out):
+    records = []
+    for name in sorted(os.listdir(out)):
+        if SHARD_NAME_PATTERN.match(name):
+            records.extend((name, record) for record in read_records(Path(out) / name))
+    return records
+
+
+def by_filename(out):
+    return {record["image/filename"][0].decode(): record for _, record in all_records(out)}
+
+
+def write_records(src, out, **options):
+    """``tfrecord_tools.write_dataset`` in this process (``workers=1``) unless ``workers`` is given."""
+    options.setdefault("workers", 1)
+    return tfrecord_tools.write_dataset(src, out, **options)
+
+
+def rejected_lines(out):
+    lines = (Path(out) / "rejected.jsonl").read_text().splitlines()
+    return {item["path"]: item for item in map(json.loads, lines)}
+
+
+def png_header_only(width, height):
+    """A PNG whose header declares ``width x height``: enough to test the pixel limit."""
+
+    def chunk(kind, payload):
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(
+        b"IEND", b""
+    )
+
+
+def flip_byte(path, offset):
+    data = bytearray(Path(path).read_bytes())
+    data[offset] ^= 0x01
+    Path(path).write_bytes(bytes(data))
+
+
+def jpeg_without_end_marker():
+    """A JPEG whose last two bytes (FF D9) are cut off; Pillow decodes it, tf.io.decode_jpeg does not."""
+    pixels = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()[:-2]
+
+
+def photo_bytes(size=(256, 192), seed=0, quality=90):
+    """A smooth, photo-like JPEG (its entropy data is long enough to damage in the middle)."""
+    rng = np.random.default_rng(seed)
+    width, height = size
+    coarse = rng.integers(0, 256, (height // 16 + 2, width // 16 + 2, 3), dtype=np.uint8)
+    image = Image.fromarray(coarse).resize((width, height), Image.BICUBIC)
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def pillow_decodes(data):
+    try:
+        Image.open(io.BytesIO(data)).load()
+        return True
+    except Exception:
+        return False
+
+
+def make_split_folder(root, splits=("train", "test"), classes=("cat", "dog"), per_class=3):
+    for split_index, split in enumerate(splits):
+        for class_index, name in enumerate(classes):
+            for index in range(per_class):
+                write_file(root / split / name / f"{index}.jpg",
+                           image_bytes(seed=1000 * split_index + 100 * class_index + index))
+    return root
+
+
+def rotated_jpeg(size=(16, 12), orientation=6):
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    pixels = np.random.default_rng(3).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(buffer, format="JPEG", exif=exif.tobytes())
+    return buffer.getvalue()
+
+
+def run_tool(*arguments, **options):
+    return subprocess.run(
+        [sys.executable, "-m", "tfrecord_tools", *map(str, arguments)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, **options,
+    )

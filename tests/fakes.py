@@ -282,3 +282,25 @@ def run_tool(*arguments, **options):
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
         env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, **options,
     )
+
+
+def slow_writes_environment(folder, seconds_per_record):
+    """Environment for a ``python -m tfrecord_tools write`` subprocess whose every record takes this long.
+
+    Writes a ``sitecustomize.py`` into ``folder`` and puts ``folder`` on PYTHONPATH:
+    Python imports it at the start of every process, the command's and each spawned
+    worker's, and it slows down storing each record, so that a test can stop a write
+    half-way (SIGKILL, Ctrl-C, SIGTERM, a second write) without a hook in the tool.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "sitecustomize.py").write_text(
+        "import time\n"
+        "from tfrecord_tools import write\n"
+        "_store = write._stored_bytes\n"
+        "def _slowly(*arguments, **keywords):\n"
+        f"    time.sleep({float(seconds_per_record)!r})\n"
+        "    return _store(*arguments, **keywords)\n"
+        "write._stored_bytes = _slowly\n"
+    )
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(folder), str(REPO_ROOT)])}

@@ -16,7 +16,15 @@ from tfrecord_tools import __main__ as command_line_module
 from tfrecord_tools import write as write_module
 from tfrecord_tools.__main__ import build_parser, main
 
-from fakes import REPO_ROOT, image_bytes, make_class_folder, run_tool, write_file, write_records
+from fakes import (
+    REPO_ROOT,
+    image_bytes,
+    make_class_folder,
+    run_tool,
+    slow_writes_environment,
+    write_file,
+    write_records,
+)
 
 
 @pytest.mark.parametrize("command", ["write", "verify", "info"])
@@ -193,8 +201,7 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_finishes(tmp_path):
     arguments = [sys.executable, "-m", "tfrecord_tools", "write", str(source), str(out), "--workers", "2",
                  "--num-shards", "2", "--no-progress"]
     process = subprocess.Popen(arguments, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "PYTHONPATH": str(REPO_ROOT),
-                                    "TFRECORD_TOOLS_TEST_RECORD_DELAY": "0.2"},
+                               env=slow_writes_environment(tmp_path / "slow", 0.2),
                                start_new_session=True)
     deadline = time.monotonic() + 60
     while not (out.exists() and any(name.startswith(".incomplete-") for name in os.listdir(out))):
@@ -213,8 +220,8 @@ def test_sigterm_stops_a_write_cleanly(tmp_path):
     source = make_class_folder(tmp_path / "src", per_class=40, size=(8, 8))
     command = [sys.executable, "-m", "tfrecord_tools", "write", str(source), str(tmp_path / "out"), "--workers", "2",
                "--no-progress"]
-    environment = {**os.environ, "TFRECORD_TOOLS_TEST_RECORD_DELAY": "0.05", "PYTHONPATH": str(REPO_ROOT)}
-    process = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(command, env=slow_writes_environment(tmp_path / "slow", 0.05), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while not list((tmp_path / "out").glob(".incomplete-*.tfrecord-*")):
         assert process.poll() is None and time.monotonic() < deadline, process.communicate()
@@ -225,7 +232,7 @@ def test_sigterm_stops_a_write_cleanly(tmp_path):
     assert "stopped by SIGTERM" in stderr and "leaked" not in stderr and "Traceback" not in stderr
     assert not list((tmp_path / "out").glob(".incomplete-*"))
     command[-1:] = ["--no-progress"]
-    finished = subprocess.run(command, env={**environment, "TFRECORD_TOOLS_TEST_RECORD_DELAY": "0"},
+    finished = subprocess.run(command, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
                               capture_output=True, text=True, timeout=120)
     assert finished.returncode == 0 and "120 images" in finished.stdout, finished.stderr
 

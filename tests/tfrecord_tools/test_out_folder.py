@@ -12,6 +12,7 @@ import time
 import pytest
 
 import tfrecord_tools
+from tfrecord_tools import out_folder
 from tfrecord_tools import write as write_module
 from tfrecord_tools.__main__ import main
 from tfrecord_tools.sidecar import INCOMPLETE_PREFIX, PROGRESS_NAME, SHARD_NAME_PATTERN
@@ -22,6 +23,7 @@ from fakes import (
     make_split_folder,
     read_records,
     rejected_lines,
+    slow_writes_environment,
     write_file,
     write_records,
 )
@@ -51,8 +53,8 @@ def test_unwritable_output_folder_is_found_before_the_check(tmp_path, monkeypatc
             raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
         return real_open(path, *args, **kwargs)
 
-    monkeypatch.setattr(write_module, "open", refusing_open, raising=False)
-    monkeypatch.setattr(write_module, "scan_images", lambda *args, **kwargs: pytest.fail("checked first"))
+    monkeypatch.setattr(out_folder, "open", refusing_open, raising=False)
+    monkeypatch.setattr(write_module, "scan_in_pool", lambda *args, **kwargs: pytest.fail("checked first"))
     with pytest.raises(tfrecord_tools.OutputFolderError, match="cannot write into the output folder"):
         write_records(source, tmp_path / "out")
     assert not (tmp_path / "out").exists()  # a failed write leaves no empty OUT
@@ -120,8 +122,8 @@ def test_a_second_write_into_the_same_folder_stops_at_once(source, tmp_path):
     out = tmp_path / "out"
     command = [sys.executable, "-m", "tfrecord_tools", "write", str(source), str(out), "--workers", "1",
                "--num-shards", "3", "--test-fraction", "0", "--no-progress"]
-    environment = {**os.environ, "TFRECORD_TOOLS_TEST_RECORD_DELAY": "0.2", "PYTHONPATH": str(REPO_ROOT)}
-    first = subprocess.Popen(command, env=environment, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = subprocess.Popen(command, env=slow_writes_environment(tmp_path / "slow", 0.2), cwd=REPO_ROOT,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 30
     while not (out.exists() and any(name.startswith(INCOMPLETE_PREFIX) for name in os.listdir(out))):
         assert first.poll() is None and time.monotonic() < deadline, first.communicate()
@@ -199,16 +201,16 @@ def test_a_damaged_shard_of_an_unchanged_dataset_is_written_again_and_named(fini
 def test_crash_before_the_first_progress_line_is_finished_by_the_rerun(tmp_path, monkeypatch):
     source = make_class_folder(tmp_path / "src")
     out = tmp_path / "out"
-    real_append = write_module._append_progress
+    real_append = out_folder.append_progress
 
     def disk_full(out_folder, result):
         raise OSError(errno.ENOSPC, "No space left on device", os.path.join(out_folder, "progress"))
 
-    monkeypatch.setattr(write_module, "_append_progress", disk_full)
+    monkeypatch.setattr(out_folder, "append_progress", disk_full)
     with pytest.raises(OSError):
         write_records(source, out, num_shards=2, test_fraction=0)
     assert list(out.glob("train.tfrecord-*"))  # the first shard was renamed into place
-    monkeypatch.setattr(write_module, "_append_progress", real_append)
+    monkeypatch.setattr(out_folder, "append_progress", real_append)
     summary = write_records(source, out, num_shards=2, test_fraction=0)
     assert summary["totals"]["images"] == 15 and tfrecord_tools.verify(out).ok
 
@@ -240,10 +242,8 @@ def test_killed_in_the_middle_then_resumed(source, tmp_path):
     out = tmp_path / "out"
     command = [sys.executable, "-m", "tfrecord_tools", "write", str(source), str(out), "--workers", "1",
                "--num-shards", "3", "--test-fraction", "0", "--no-progress"]
-    environment = {**os.environ, "TFRECORD_TOOLS_TEST_RECORD_DELAY": "0.1",
-                   "PYTHONPATH": str(REPO_ROOT)}
-    process = subprocess.Popen(command, env=environment, cwd=REPO_ROOT, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE)
+    process = subprocess.Popen(command, env=slow_writes_environment(tmp_path / "slow", 0.1), cwd=REPO_ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 30
     progress = out / PROGRESS_NAME
     while not (progress.exists() and progress.read_text().count('"file"') >= 1):

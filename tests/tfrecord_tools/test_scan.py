@@ -9,7 +9,7 @@ import pytest
 
 import tfrecord_tools
 from tfrecord_tools import encode, scan
-from tfrecord_tools.write import _seeded_random
+from tfrecord_tools.plan import seeded_random
 
 from fakes import (
     all_records,
@@ -139,7 +139,7 @@ def test_class_folder_name_that_is_not_utf8(source, tmp_path):
     assert {record["image/class/text"][0] for _, record in all_records(tmp_path / "out")} >= {b"bad\xff"}
     assert tfrecord_tools.verify(tmp_path / "out").ok
     # Seeds of valid names are unchanged, so earlier outputs stay byte-identical.
-    assert _seeded_random("0/split/élan").random() == random.Random("0/split/élan").random()
+    assert seeded_random("0/split/élan").random() == random.Random("0/split/élan").random()
 
 
 def test_val_and_valid_name_the_validation_split(tmp_path):

@@ -18,7 +18,7 @@ import tfrecord_tools
 from tfrecord_tools import write as write_module
 from tfrecord_tools.sidecar import INCOMPLETE_PREFIX
 
-from fakes import REPO_ROOT, image_bytes, make_class_folder, write_file, write_records
+from fakes import REPO_ROOT, image_bytes, make_class_folder, slow_writes_environment, write_file, write_records
 
 
 def test_same_inputs_and_seed_give_byte_identical_output(tmp_path):
@@ -85,9 +85,8 @@ def test_worker_killed_during_write_stops_it_with_a_clear_error(source, tmp_path
     out = tmp_path / "out"
     command = [sys.executable, "-m", "tfrecord_tools", "write", str(source), str(out), "--workers", "2",
                "--num-shards", "2", "--no-progress"]
-    environment = {**os.environ, "TFRECORD_TOOLS_TEST_RECORD_DELAY": "0.3", "PYTHONPATH": str(REPO_ROOT)}
-    process = subprocess.Popen(command, env=environment, cwd=REPO_ROOT, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(command, env=slow_writes_environment(tmp_path / "slow", 0.3), cwd=REPO_ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while not (out.exists() and any(name.startswith(INCOMPLETE_PREFIX) for name in os.listdir(out))):
         assert process.poll() is None and time.monotonic() < deadline, process.communicate()

@@ -63,7 +63,10 @@ def test_load_crops_resizes_and_scales(written):
     dataset = tfrecord_tools.load(out, "train", batch_size=None, crop="center", image_size=(8, 8), dtype="float32")
     image, label = next(iter(dataset))
     assert image.shape == (8, 8, 3) and image.dtype == tf.float32
-    assert 0.0 <= float(tf.reduce_min(image)) and float(tf.reduce_max(image)) <= 1.0
+    as_uint8 = tfrecord_tools.load(out, "train", batch_size=None, shuffle=False, dtype="uint8")
+    as_float = tfrecord_tools.load(out, "train", batch_size=None, shuffle=False, dtype="float32")
+    for (uint8_image, _), (float_image, _) in zip(as_uint8.take(3), as_float.take(3), strict=True):
+        assert np.array_equal(float_image.numpy(), uint8_image.numpy().astype(np.float32) / 255.0)  # not 0-255
     cropped = tfrecord_tools.load(out, "train", batch_size=2, crop=(2, 3, 5, 6), shuffle=False)
     assert next(iter(cropped))[0].shape == (2, 5, 6, 3)
     center = tfrecord_tools.load(out, "train", batch_size=2, crop="center")

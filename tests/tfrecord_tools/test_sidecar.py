@@ -3,6 +3,8 @@
 import hashlib
 import shutil
 
+import pytest
+
 import tfrecord_tools
 from tfrecord_tools import sidecar
 
@@ -19,7 +21,8 @@ def test_sidecar_describes_the_shards(source, tmp_path):
         for shard in split["shards"]:
             data = (tmp_path / "out" / shard["file"]).read_bytes()
             assert shard["bytes"] == len(data) and shard["sha256"] == hashlib.sha256(data).hexdigest()
-    assert summary["images_per_second"] > 0 and "images/s" in tfrecord_tools.format_summary(summary)
+    assert summary["images_per_second"] == pytest.approx(summary["totals"]["images"] / summary["seconds"])
+    assert f"{summary['images_per_second']:,.0f} images/s" in tfrecord_tools.format_summary(summary)
 
 
 def test_sidecar_does_not_depend_on_where_the_source_lies(tmp_path):

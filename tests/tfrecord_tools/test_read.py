@@ -134,37 +134,62 @@ def test_shuffled_and_cached_epochs_hold_the_same_images(written):
     assert epochs[0] != epochs[1]  # reshuffled each epoch, from the cache
 
 
-def test_reading_options_change_speed_not_contents(written):
-    """``parallel_reads`` and ``autotune`` are performance switches only; the
-    autotuner is off unless asked for (it left a core idle on small machines)."""
+def test_the_autotuner_is_off_and_a_user_may_turn_it_on(written):
+    """It left a core idle on small machines; turning it on again changes the speed, not the contents."""
     _, out = written
     default = tfrecord_tools.load(out, "train", batch_size=None, shuffle=False)
     assert default.options().autotune.enabled is False
     contents = [digest(image.numpy()) for image, _ in default]
-    for options in ({"parallel_reads": True}, {"autotune": True}):
-        dataset = tfrecord_tools.load(out, "train", batch_size=None, shuffle=False, **options)
-        assert [digest(image.numpy()) for image, _ in dataset] == contents  # same order too: deterministic
-    assert tfrecord_tools.load(out, "train", autotune=True).options().autotune.enabled is True
+    options = tf.data.Options()
+    options.autotune.enabled = True
+    tuned = default.with_options(options)
+    assert tuned.options().autotune.enabled is True
+    assert [digest(image.numpy()) for image, _ in tuned] == contents  # same order too: deterministic
 
 
-@pytest.mark.parametrize(("arguments", "message"), [
-    ({"batch_size": 0}, "batch_size"),
-    ({"batch_size": True}, "batch_size"),
-    ({"batch_size": 2.5}, "batch_size"),
-    ({"image_size": "32"}, "image_size"),
-    ({"image_size": (16.9, 16.9)}, "image_size"),
-    ({"image_size": (0, 16)}, "image_size"),
-    ({"image_size": (True, 16)}, "image_size"),
-    ({"image_size": (16, 16, 3)}, "image_size"),
-    ({"shuffle_buffer": 0}, "shuffle_buffer"),
-    ({"label_mode": "sparse"}, "label_mode"),
-    ({"label_mode": "binary"}, "2 classes"),
-])
 # B7
-def test_bad_load_arguments_are_refused(mixed, arguments, message):
+@pytest.mark.parametrize(("arguments", "error", "message"), [
+    ({"batch_size": 0}, ValueError, "batch_size"),
+    ({"batch_size": True}, TypeError, "batch_size"),
+    ({"batch_size": 2.5}, TypeError, "batch_size"),
+    ({"image_size": "32"}, TypeError, "image_size"),
+    ({"image_size": (16.9, 16.9)}, TypeError, "image_size"),
+    ({"image_size": (0, 16)}, ValueError, "image_size"),
+    ({"image_size": (True, 16)}, TypeError, "image_size"),
+    ({"image_size": (16, 16, 3)}, ValueError, "image_size"),
+    ({"shuffle_buffer": 0}, ValueError, "shuffle_buffer"),
+    ({"label_mode": "sparse"}, ValueError, "label_mode"),
+    ({"label_mode": "binary"}, ValueError, "2 classes"),
+])
+def test_bad_load_arguments_are_refused(mixed, arguments, error, message):
     arguments.setdefault("image_size", (16, 16))
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(error, match=message):
         tfrecord_tools.load(mixed, "train", **arguments)
+
+
+# N11
+@pytest.mark.parametrize(("name", "value", "error", "expected"), [
+    ("channels", True, TypeError, "1 or 3"),
+    ("channels", 3.0, TypeError, "1 or 3"),
+    ("channels", 2, ValueError, "1 or 3"),
+    ("seed", "abc", TypeError, "whole number or None"),
+    ("seed", 1.5, TypeError, "whole number or None"),
+    ("seed", True, TypeError, "whole number or None"),
+    ("shuffle", "no", TypeError, "True, False or None"),
+    ("drop_remainder", "no", TypeError, "True or False"),
+    ("cache", "/no/such/dir/c", ValueError, "folder /no/such/dir does not exist"),
+    ("cache", 3, TypeError, "True, False or a file path"),
+    ("dtype", 32, TypeError, "'uint8' or 'float32'"),
+    ("input_context", "worker 0", TypeError, "tf.distribute.InputContext"),
+    ("num_input_pipelines", 1.5, TypeError, "unexpected keyword argument"),
+])
+def test_every_load_argument_is_checked_up_front_in_one_line(mixed, name, value, error, expected):
+    with pytest.raises(error) as caught:
+        tfrecord_tools.load(mixed, "train", image_size=(16, 16), **{name: value})
+    message = str(caught.value)
+    assert name in message and expected in message and "\n" not in message, message
+    if "unexpected" not in expected:
+        assert repr(value) in message, message
 
 
 def test_class_names_and_label_modes(mixed):
@@ -212,11 +237,24 @@ def test_input_pipelines_split_the_shards_without_overlap(written):
     _, out = written
     parts = []
     for index in range(2):
-        dataset = tfrecord_tools.load(out, "train", batch_size=None, num_input_pipelines=2, input_pipeline_id=index)
+        context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=index, num_replicas_in_sync=1)
+        dataset = tfrecord_tools.load(out, "train", batch_size=None, input_context=context)
         parts.append({digest(image.numpy()) for image, _ in dataset})
     assert not parts[0] & parts[1] and len(parts[0] | parts[1]) == 12
     with pytest.raises(ValueError, match="only 2 shard"):
-        tfrecord_tools.load(out, "train", num_input_pipelines=3)
+        tfrecord_tools.load(out, "train", input_context=tf.distribute.InputContext(3, 0, 1))
+
+
+# N4
+def test_a_cache_file_is_not_shared_between_input_pipelines(mixed, tmp_path):
+    seen = []
+    for pipeline in range(2):
+        context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=pipeline,
+                                             num_replicas_in_sync=2)
+        dataset = tfrecord_tools.load(mixed, "train", batch_size=8, image_size=(16, 16), shuffle=False,
+                                      cache=tmp_path / "cache", input_context=context)
+        seen.append(order(dataset))  # the whole pass: pipeline 0's cache is complete before pipeline 1 starts
+    assert len(seen[0]) + len(seen[1]) == 60 and not set(seen[0]) & set(seen[1])
 
 
 def test_input_context_shards_by_file(mixed):
@@ -230,8 +268,6 @@ def test_input_context_shards_by_file(mixed):
         assert max(batches) == 2  # the global batch of 8 over 4 replicas
         seen.append(order(dataset))
     assert len(seen[0]) + len(seen[1]) == 60 and not set(seen[0]) & set(seen[1])
-    with pytest.raises(ValueError, match="not both"):
-        tfrecord_tools.load(mixed, "train", image_size=(16, 16), input_context=context, num_input_pipelines=2)
 
 
 @pytest.mark.slow
@@ -271,6 +307,20 @@ def test_parse_example_gives_every_feature(written):
     image = tfrecord_tools.decode_image(features)
     assert image.shape == (int(features["image/height"]), int(features["image/width"]), 3)
     assert features["image/format"].numpy() == b"jpeg"
+
+
+def test_without_tensorflow_load_names_the_install_command(written, monkeypatch):
+    """Writing, verifying and info need no TensorFlow; reading does, and says how to install it."""
+    _, out = written
+    monkeypatch.setitem(sys.modules, "tensorflow", None)  # `import tensorflow` now fails as if it were missing
+    monkeypatch.delitem(sys.modules, "tfrecord_tools.read")
+    monkeypatch.delattr(tfrecord_tools, "read")
+    for use in (lambda: tfrecord_tools.load(out, "train"), lambda: tfrecord_tools.parse_example):
+        with pytest.raises(ModuleNotFoundError) as caught:
+            use()
+        message = str(caught.value)
+        assert "python -m pip install tensorflow" in message and "\n" not in message, message
+    assert tfrecord_tools.verify(out, workers=1).ok
 
 
 def test_feature_description_is_made_from_the_one_spec():

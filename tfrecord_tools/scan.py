@@ -15,9 +15,10 @@ import dataclasses
 import os
 
 from . import _pool
-from .encode import DEFAULT_MAX_PIXELS, ImageCheckError, _describe_unknown, check_image, sniff_format
+from .encode import DEFAULT_MAX_PIXELS, ImageCheckError, check_image
 from .errors import BadImageError
 from .find import SPLIT_NAMES, Rejected, find_files, look_alike_warnings, split_of
+from .sniff import describe_unknown, sniff_format
 
 # find.py defines these; callers import them from here too (common/datasets/wildlife.py: find_files).
 __all__ = ["BAD_IMAGE_CATEGORIES", "SPLIT_NAMES", "ImageFile", "Rejected", "ScanResult", "find_files", "scan_images",
@@ -158,7 +159,7 @@ def _check_chunk(task):
                 head = handle.read(_HEAD_BYTES)
                 if sniff_format(head[:16]) is None:  # a video or an archive is never read whole
                     category = "empty" if not head else "not_an_image"
-                    results.append((relative, None, _describe_unknown(head), category))
+                    results.append((relative, None, describe_unknown(head), category))
                     continue
                 data = head + handle.read()
         except OSError as error:

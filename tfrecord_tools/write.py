@@ -293,7 +293,7 @@ def _stored_bytes(path, data, reencode, max_pixels, store):
         raise ImageWriteError(f"{path}: cannot be stored: {error.reason}") from None
     except Exception as error:  # Pillow's encoders raise many types (OSError, ValueError, ...)
         raise ImageWriteError(
-            f"{path}: re-encoding to JPEG failed: {error or type(error).__name__}; remove or convert the file, "
+            f"{path}: re-encoding to JPEG failed: {str(error) or type(error).__name__}; remove or convert the file, "
             "then run the write again"
         ) from None
 

@@ -3,16 +3,19 @@
 import hashlib
 import io
 import json
+import random
 import tracemalloc
 
 import numpy as np
 import pytest
-from PIL import Image, PngImagePlugin
+import simplejpeg
+from PIL import Image, JpegImagePlugin, PngImagePlugin
 
 import tfrecord_tools
 from tfrecord_tools import encode
 
 from fakes import (
+    arithmetic_jpeg,
     by_filename,
     image_bytes,
     jpeg_without_end_marker,
@@ -28,41 +31,22 @@ from fakes import (
 )
 
 
-@pytest.mark.parametrize(
-    ("data", "expected"),
-    [
-        (image_bytes("JPEG"), "jpeg"),
-        (image_bytes("PNG"), "png"),
-        (image_bytes("GIF", mode="L"), "gif"),
-        (image_bytes("BMP"), "bmp"),
-        (image_bytes("WEBP"), "webp"),
-        (image_bytes("TIFF"), "tiff"),
-        (b"hello, I am text", None),
-        (b"", None),
-    ],
-)
-def test_sniff_format_reads_content(data, expected):
-    assert tfrecord_tools.sniff_format(data[:16]) == expected
-
-
-def test_fast_jpeg_path_decodes_like_pillow():
-    for seed, mode in [(1, "RGB"), (2, "L")]:
-        data = image_bytes(size=(33, 17), mode=mode, seed=seed)
-        fast = encode._open_common_jpeg(data, 10**9)
-        assert fast is not None and fast.mode == mode
-        assert np.array_equal(np.asarray(fast), np.asarray(Image.open(io.BytesIO(data))))
+def test_the_strict_jpeg_decode_gives_pillows_pixels():
     progressive = image_bytes(size=(40, 30), seed=3, progressive=True)
+    cmyk = image_bytes(size=(20, 10), mode="CMYK", seed=5)
+    for data, mode in [(image_bytes(size=(33, 17), seed=1), "RGB"), (image_bytes(size=(33, 17), mode="L", seed=2), "L"),
+                       (progressive, "RGB"), (cmyk, "CMYK")]:
+        decoded, source_format = encode.open_checked(data)
+        assert source_format == "jpeg" and decoded.mode == mode
+        assert np.array_equal(np.asarray(decoded), np.asarray(Image.open(io.BytesIO(data))))
     assert encode._jpeg_frame_header(progressive) == (0xC2, 8, 30, 40, 3)
     assert encode._jpeg_frame_header(image_bytes(size=(5, 7), mode="L")) == (0xC0, 8, 7, 5, 1)
     # An arithmetic-coded frame (SOF9) is not kept as is: some libjpeg builds cannot read it.
     baseline = image_bytes(size=(8, 8), seed=4)
     sof = baseline.index(b"\xff\xc0")
     arithmetic = baseline[: sof + 1] + b"\xc9" + baseline[sof + 2 :]
-    assert not encode.keeps_original_bytes(Image.open(io.BytesIO(baseline)), "jpeg", arithmetic)
-    assert encode.keeps_original_bytes(Image.open(io.BytesIO(baseline)), "jpeg", baseline)
-    assert np.array_equal(
-        np.asarray(encode._open_common_jpeg(progressive, 10**9)), np.asarray(Image.open(io.BytesIO(progressive)))
-    )
+    assert not encode.keeps_original_bytes("RGB", "jpeg", arithmetic)
+    assert encode.keeps_original_bytes("RGB", "jpeg", baseline)
 
 
 def test_truncated_jpeg_is_rejected_and_the_rest_written(source, tmp_path):
@@ -280,18 +264,20 @@ def test_max_side_resizes_at_write_time(tmp_path):
     write_file(source / "a" / "wide.jpg", photo_bytes(size=(400, 100), seed=1))
     write_file(source / "a" / "tall.png", image_bytes("PNG", size=(30, 90), seed=2))
     write_file(source / "a" / "small.jpg", image_bytes(size=(40, 30), seed=3))
+    write_file(source / "a" / "just_over.jpg", photo_bytes(size=(80, 60), seed=4))  # decoded at full scale
     out = tmp_path / "out"
     summary = write_records(source, out, test_fraction=0, max_side=64, jpeg_quality=85, num_shards=1)
     records = {record["image/filename"][0].decode(): record for record in
                read_records(next(out.glob("train.tfrecord-*")))}
     sizes = {name: (record["image/width"][0], record["image/height"][0]) for name, record in records.items()}
-    assert sizes == {"a/wide.jpg": (64, 16), "a/tall.png": (21, 64), "a/small.jpg": (40, 30)}
+    assert sizes == {"a/wide.jpg": (64, 16), "a/tall.png": (21, 64), "a/small.jpg": (40, 30),
+                     "a/just_over.jpg": (64, 48)}
     for name, record in records.items():
         assert Image.open(io.BytesIO(record["image/encoded"][0])).size == sizes[name]
     assert records["a/small.jpg"]["image/reencoded"] == [0]  # small enough: stored byte for byte
     resize = json.loads((out / "dataset.json").read_text())["resize"]
     assert resize["max_side"] == 64 and resize["jpeg_quality"] == 85 and "LANCZOS" in resize["filter"]
-    assert resize["resized_images"] == 2 and summary["splits"]["train"]["image_size"]["max_width"] == 64
+    assert resize["resized_images"] == 3 and summary["splits"]["train"]["image_size"]["max_width"] == 64
     assert tfrecord_tools.verify(out).ok
     with pytest.raises(tfrecord_tools.OutputFolderError):  # other settings: other shards
         write_records(source, out, test_fraction=0, max_side=32, num_shards=1)
@@ -346,3 +332,119 @@ def test_every_stored_jpeg_decodes_in_tensorflow(tmp_path):
     assert tfrecord_tools.verify(out).ok
     assert sum(len(labels) for _, labels in tfrecord_tools.load(out, "train", batch_size=4, image_size=(8, 8))) == 9
 
+
+# N1
+def test_a_cut_photo_is_checked_strictly_whatever_its_header_holds():
+    photo = photo_bytes(size=(800, 600))
+    cut = photo[: len(photo) * 6 // 10] + b"\xff\xd9"  # cut at 60%, end marker put back: 280 rows lost
+    start_of_frame = cut.index(b"\xff\xc0")
+    stray = cut[:start_of_frame] + b"\x00" + cut[start_of_frame:]  # the header walk fails on this byte
+    for data in (cut, stray):
+        with pytest.raises(encode.ImageCheckError) as caught:
+            encode.check_image(data)
+        assert caught.value.category == "corrupt" and "libjpeg says" in caught.value.reason
+    assert "extraneous bytes before marker 0xc0" in str(pytest.raises(encode.ImageCheckError, encode.check_image,
+                                                                      stray).value)
+    rng = random.Random(0)
+    start_of_scan = cut.index(b"\xff\xda")
+    accepted = []
+    for attempt in range(80):  # one header byte set, or inserted
+        position, byte = rng.randrange(2, start_of_scan), bytes([rng.randrange(256)])
+        damaged = cut[:position] + byte + cut[position + attempt % 2:]
+        try:
+            encode.check_image(damaged)
+            accepted.append((position, byte, attempt % 2))
+        except encode.ImageCheckError:
+            pass
+    assert accepted == []
+
+
+@pytest.fixture(scope="module")
+def arithmetic_photos():
+    """Arithmetic-coded JPEGs (SOF9) of a smooth colour picture: 256x256 (over 64 KiB) and 128x128."""
+    photos = {}
+    for side in (256, 128):
+        rng = np.random.default_rng(side)
+        coarse = rng.integers(0, 256, (side // 2 + 1, side // 2 + 1, 3), dtype=np.uint8)
+        pixels = np.asarray(Image.fromarray(coarse).resize((side, side), Image.Resampling.BICUBIC))
+        photos[side] = (pixels, arithmetic_jpeg(pixels))
+    return photos
+
+
+# N2
+def test_a_valid_arithmetic_jpeg_over_64_kib_is_stored(arithmetic_photos, tmp_path):
+    _, data = arithmetic_photos[256]
+    assert len(data) > 64 * 1024 and not pillow_decodes(data)  # Pillow's reader fails on it: it was rejected
+    write_file(tmp_path / "src" / "a" / "arithmetic.jpg", data)
+    write_file(tmp_path / "src" / "a" / "baseline.jpg", image_bytes(seed=1))
+    write_records(tmp_path / "src", tmp_path / "out", test_fraction=0)
+    record = by_filename(tmp_path / "out")["a/arithmetic.jpg"]
+    assert record["image/reencoded"] == [1]  # some libjpeg builds cannot read arithmetic coding
+    stored = np.asarray(Image.open(io.BytesIO(record["image/encoded"][0])), dtype=np.int16)
+    assert np.abs(stored - simplejpeg.decode_jpeg(data)).mean() < 2  # what libjpeg and TensorFlow show
+    assert tfrecord_tools.verify(tmp_path / "out").ok
+
+
+# N2
+def test_a_damaged_arithmetic_jpeg_is_rejected(arithmetic_photos):
+    for side in (256, 128):
+        _, data = arithmetic_photos[side]
+        middle = len(data) // 2
+        zeroed = data[:middle] + b"\x00" * 4096 + data[middle + 4096 :]
+        with pytest.raises(encode.ImageCheckError) as caught:
+            encode.check_image(zeroed)
+        assert caught.value.category == "corrupt" and "libjpeg says" in caught.value.reason
+
+
+# N2
+def test_every_jpeg_path_decodes_strictly_and_never_with_pillow(arithmetic_photos, monkeypatch):
+    """Dispatch: whatever the JPEG (coding, colour, marker, orientation, resize), libjpeg decodes it strictly."""
+    calls = []
+    strict_decode = encode.simplejpeg.decode_jpeg
+
+    def recorded(*arguments, **keywords):
+        calls.append(keywords.get("strict"))
+        return strict_decode(*arguments, **keywords)
+
+    def no_pillow_decode(image):
+        raise AssertionError("Pillow decoded a JPEG")
+
+    monkeypatch.setattr(encode.simplejpeg, "decode_jpeg", recorded)
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "load", no_pillow_decode)
+    jpegs = [image_bytes(size=(40, 30)), image_bytes(size=(40, 30), mode="L"), image_bytes(mode="CMYK"),
+             image_bytes(size=(40, 30), progressive=True), arithmetic_photos[128][1], jpeg_without_end_marker(),
+             rotated_jpeg()]
+    for data in jpegs:
+        encode.check_image(data, apply_orientation=True)
+        encode.stored_jpeg_bytes(data, apply_orientation=True)
+        encode.stored_jpeg_bytes(data, max_side=8)
+    assert calls and set(calls) == {True}
+
+
+# N6
+@pytest.mark.parametrize("mode", ["RGB", "L", "I;16"])
+def test_a_png_colour_key_is_composited_over_white(mode):
+    key = {"RGB": (0, 0, 0), "L": 0, "I;16": 0}[mode]
+    pixels = np.zeros((8, 8, 3) if mode == "RGB" else (8, 8), dtype=np.uint16 if mode == "I;16" else np.uint8)
+    pixels[:, 4:] = 30000 if mode == "I;16" else 100  # the right half is opaque, the left half transparent
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG", transparency=key)  # a tRNS chunk, as optipng writes
+    stored = np.asarray(Image.open(io.BytesIO(encode.stored_jpeg_bytes(buffer.getvalue()))), dtype=np.int16)
+    assert stored[:, :3].min() > 245  # white where transparent, as a viewer shows it (not black)
+    assert np.abs(stored[:, 5:] - (117 if mode == "I;16" else 100)).max() < 8
+
+
+# N7
+def test_re_encodings_keep_full_colour_resolution_and_resized_photos_half():
+    rng = np.random.default_rng(7)
+    coarse = rng.integers(0, 256, (9, 9, 3), dtype=np.uint8)
+    smooth = Image.fromarray(coarse).resize((96, 96), Image.Resampling.BICUBIC)
+    dithered = smooth.quantize(colors=16, dither=Image.Dither.FLOYDSTEINBERG)
+    buffer = io.BytesIO()
+    dithered.save(buffer, format="GIF")
+    stored = Image.open(io.BytesIO(encode.stored_jpeg_bytes(buffer.getvalue())))
+    assert JpegImagePlugin.get_sampling(stored) == 0  # 4:4:4
+    error = np.abs(np.asarray(stored, dtype=np.int16) - np.asarray(dithered.convert("RGB"), dtype=np.int16))
+    assert error.mean() < 6  # 4:2:0 gave 11 on average
+    resized = Image.open(io.BytesIO(encode.stored_jpeg_bytes(photo_bytes(size=(400, 300)), max_side=100)))
+    assert resized.size == (100, 75) and JpegImagePlugin.get_sampling(resized) == 2  # 4:2:0: decodes faster

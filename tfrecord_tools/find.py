@@ -12,6 +12,7 @@ reason; and refuses two class names that differ only in Unicode form (NFC and
 NFD ``café``).
 """
 
+import contextlib
 import dataclasses
 import errno
 import os
@@ -42,8 +43,10 @@ class Rejected:
 
     ``category`` is one of: hidden, not_a_file, broken_link, symlink_loop (a
     cycle of links, a folder reached twice, or a link back into SRC's own
-    folders), outside_class_folder, unreadable, empty, not_an_image, corrupt,
-    too_large. The last five are :data:`BAD_IMAGE_CATEGORIES`.
+    folders), outside_class_folder, output_folder (the writing write's own
+    output, reached through a link or a mount), preview_only, unreadable,
+    empty, not_an_image, corrupt, too_large. The last five are
+    :data:`tfrecord_tools.scan.BAD_IMAGE_CATEGORIES`.
     """
 
     relative_path: str
@@ -95,12 +98,18 @@ class _OwnFolders:
     reported and not followed.
     """
 
-    def __init__(self, source_root):
+    def __init__(self, source_root, exclude=()):
         self.source_root = source_root
         self.source_real = os.path.realpath(source_root)
         self.keys = {}  # (device, inode) -> description
         self.class_roots = {}  # real path of a class folder -> description
         self.add(source_root, "SRC itself")
+        # Folders never read, by device and inode: the output folder of the write that scans
+        # (reached through a link below a class folder, its shards and contact sheets would be photos).
+        self.excluded = set()
+        for path in exclude:
+            with contextlib.suppress(OSError):
+                self.excluded.add(_folder_key(path))
 
     def add(self, path, description, is_class=False):
         try:
@@ -169,6 +178,10 @@ def _enter_folder(folder, is_root, source_root, found, rejected, visited, own, c
         rejected.append(Rejected(_relative(folder, source_root), f"cannot open: {error.strerror}", "unreadable"))
         return []
     key = (info.st_dev, info.st_ino)
+    if key in own.excluded:
+        rejected.append(Rejected(_relative(folder, source_root), "the output folder of this write (reached "
+                                 "through a symbolic link or a mount): not read", "output_folder"))
+        return []
     if key in visited and not is_root:
         own_folder = own.description(key)
         if own_folder is not None:
@@ -207,13 +220,7 @@ def _enter_folder(folder, is_root, source_root, found, rejected, visited, own, c
         try:
             entry_stat = os.stat(entry.path)  # follows symlinks
         except OSError as error:
-            if error.errno == errno.ELOOP:  # a link that points to itself, or a cycle of links
-                rejected.append(Rejected(relative, "symbolic link loop", "symlink_loop"))
-            elif entry.is_symlink():
-                rejected.append(Rejected(relative, f"broken symbolic link to {os.readlink(entry.path)!r}",
-                                         "broken_link"))
-            else:
-                rejected.append(Rejected(relative, f"cannot stat: {error.strerror}", "unreadable"))
+            rejected.append(_unreachable(entry, relative, error))
             continue
         if stat.S_ISDIR(entry_stat.st_mode):
             problem = own.link_problem(entry.path) if entry.is_symlink() else None
@@ -229,13 +236,20 @@ def _enter_folder(folder, is_root, source_root, found, rejected, visited, own, c
 
 
 def _class_folders(folder, source_root, rejected):
-    """Sorted non-hidden sub-folders of ``folder``; files there are rejected."""
+    """Sorted non-hidden sub-folders of ``folder`` (links to folders too); everything else is rejected."""
     folders = []
     for entry in _list_dir(folder):
         relative = _relative(entry.path, source_root)
         if _is_hidden(entry.name):
-            rejected.append(Rejected(relative, "hidden file or folder (name starts with '.')", "hidden"))
-        elif entry.is_dir():  # follows a symlink to a folder
+            kind = "folder" if entry.is_dir(follow_symlinks=False) else "file"
+            rejected.append(Rejected(relative, f"hidden {kind} (name starts with '.')", "hidden"))
+            continue
+        try:
+            is_folder = stat.S_ISDIR(os.stat(entry.path).st_mode)  # follows a symlink to a folder
+        except OSError as error:
+            rejected.append(_unreachable(entry, relative, error))
+            continue
+        if is_folder:
             folders.append(entry)
         else:
             rejected.append(
@@ -243,6 +257,32 @@ def _class_folders(folder, source_root, rejected):
                          "outside_class_folder")
             )
     return folders
+
+
+def _unreachable(entry, relative, error):
+    """Why an entry that cannot be stat'ed is skipped: a link loop, a broken link, or an error."""
+    if error.errno == errno.ELOOP:  # a link that points to itself, or a cycle of links
+        return Rejected(relative, "symbolic link loop", "symlink_loop")
+    if entry.is_symlink():
+        return Rejected(relative, f"broken symbolic link to {os.readlink(entry.path)!r}", "broken_link")
+    return Rejected(relative, f"cannot stat: {error.strerror}", "unreadable")
+
+
+def _nothing_usable(rejected):
+    """What SRC's top level held instead of class folders, in words: "1 hidden folder skipped (.git)"."""
+    if not rejected:
+        return "nothing: the folder is empty"
+    kinds = {}
+    for item in rejected:
+        kind = {"hidden": item.reason.split(" (")[0], "outside_class_folder": "file outside a class folder",
+                "broken_link": "broken symbolic link", "symlink_loop": "symbolic link loop"}.get(item.category,
+                                                                                           "unreadable entry")
+        kinds.setdefault(kind, []).append(item.relative_path)
+    parts = []
+    for kind, names in kinds.items():
+        shown = ", ".join(names[:3]) + (" ..." if len(names) > 3 else "")
+        parts.append(f"{len(names)} {kind}{'s' if len(names) > 1 else ''} ({shown})")
+    return "nothing usable: " + "; ".join(parts) + " skipped"
 
 
 def _groups(source_root, top_folders, rejected):
@@ -303,13 +343,16 @@ def _refuse_unicode_twins(groups):
             )
 
 
-def find_files(source):
+def find_files(source, exclude=()):
     """Walk SRC and list candidate files, without opening any of them.
 
     Parameters
     ----------
     source : str or Path
         SRC, laid out as ``SRC/<class>/...`` or ``SRC/<split>/<class>/...``.
+    exclude : iterable of str
+        Folders never entered, recognised by device and inode wherever a link or
+        a mount shows them (a write's output folder); each is listed as rejected.
 
     Returns
     -------
@@ -331,14 +374,13 @@ def find_files(source):
     rejected = []
     top_folders = _class_folders(source_root, source_root, rejected)
     if not top_folders:
-        stray = len(rejected)
         raise SourceFolderError(
             f"{source_root} holds no class folders: expected SRC/<class>/<image> "
-            f"(or SRC/train/<class>/<image>), found {stray} file(s) and no folder"
+            f"(or SRC/train/<class>/<image>); found {_nothing_usable(rejected)}"
         )
     layout, groups = _groups(source_root, top_folders, rejected)
     _refuse_unicode_twins(groups)
-    own = _OwnFolders(source_root)
+    own = _OwnFolders(source_root, exclude)
     for _, split_entry, _ in groups:
         if split_entry is not None:
             own.add(split_entry.path, f"the split folder {split_entry.name!r}")
@@ -365,6 +407,32 @@ def find_files(source):
     candidates.sort(key=lambda candidate: candidate[1])
     rejected.sort(key=lambda item: item.relative_path)
     return layout, sorted(class_names), candidates, rejected
+
+
+def own_folders(source):
+    """SRC, its split folders and its class folders, by device and inode (links and mounts followed).
+
+    Returns
+    -------
+    dict
+        ``(device, inode)`` to a description ("the class folder /data/src/cat"):
+        what a write's output folder must not lie in, however it is reached.
+
+    Raises
+    ------
+    SourceFolderError
+        SRC mixes split folders with other folders (as :func:`find_files` does).
+    """
+    source_root = os.path.abspath(os.fspath(source))
+    folders = {_folder_key(source_root): f"the source folder {source_root}"}
+    top_folders = _class_folders(source_root, source_root, [])
+    if top_folders:
+        for _, split_entry, class_entry in _groups(source_root, top_folders, [])[1]:
+            for kind, entry in (("split", split_entry), ("class", class_entry)):
+                if entry is not None:
+                    with contextlib.suppress(OSError):
+                        folders.setdefault(_folder_key(entry.path), f"the {kind} folder {entry.path}")
+    return folders
 
 
 def look_alike_warnings(class_names):

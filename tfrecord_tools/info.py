@@ -175,6 +175,10 @@ def contact_sheet(out, path, *, split="train", per_class=6, thumbnail_px=96, max
     image_format = _SHEET_FORMATS.get(os.path.splitext(path)[1].lower())
     if image_format is None:
         raise TFRecordToolsError(f"contact sheet {path}: expected a name ending in .png, .jpg or .jpeg")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise TFRecordToolsError(f"contact sheet {path}: the folder {folder} does not exist; create it first, or "
+                                 "save the sheet elsewhere. Nothing was changed.")
     if os.path.realpath(os.path.dirname(os.path.abspath(path))) == os.path.realpath(os.fspath(out)) and \
             not CONTACT_SHEET_PATTERN.match(os.path.basename(path)):
         raise TFRecordToolsError(
@@ -263,8 +267,10 @@ def contact_sheet(out, path, *, split="train", per_class=6, thumbnail_px=96, max
             metadata.add_text("Software", SHEET_MARKER)
             sheet.save(temporary, format=image_format, pnginfo=metadata)
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
         if os.path.exists(temporary):
             os.remove(temporary)
+        if isinstance(error, OSError):  # a full disk, say: name the sheet, not its temporary name
+            raise OSError(error.errno, error.strerror, path) from None
         raise
     return path

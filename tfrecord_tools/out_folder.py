@@ -36,8 +36,18 @@ from .sidecar import (
 )
 
 
-def create(out, source):
+def create(out, source, source_folders):
     """Create OUT (if new) after checking it is a folder apart from SRC that we can write into.
+
+    Parameters
+    ----------
+    out, source : str
+        Absolute real paths.
+    source_folders : dict
+        ``(device, inode)`` of SRC, its split and its class folders to a description
+        (:func:`tfrecord_tools.find.own_folders`). OUT must not lie in any of them,
+        however it is reached: through a link (``SRC/cat -> /data/cat`` and OUT
+        ``/data/cat/records``) or a mount, where paths do not show it.
 
     Returns True when OUT was created here (a failed write then removes it again).
     """
@@ -45,6 +55,17 @@ def create(out, source):
         raise OutputFolderError(f"output folder {out} is inside the source folder {source}; choose another")
     if os.path.commonpath([out, source]) == out:
         raise OutputFolderError(f"output folder {out} contains the source folder {source}; choose another")
+    holder = _first_in(out, source_folders)
+    if holder is not None:
+        path, what = holder
+        raise OutputFolderError(
+            f"output folder {out} is inside {what}: {path} is that folder, reached through a symbolic link or a "
+            "mount, and the next write would read the shards (and any contact sheet) as photos. Choose a folder "
+            "outside the source folder. Nothing was changed."
+        )
+    if os.path.isdir(out) and _first_in(source, {_key(out): "the output folder"}) is not None:
+        raise OutputFolderError(f"output folder {out} contains the source folder {source} (reached through a "
+                                "symbolic link or a mount); choose another. Nothing was changed.")
     if os.path.exists(out) and not os.path.isdir(out):
         raise OutputFolderError(f"output {out} is a file; expected a folder (new or written by this tool)")
     created = not os.path.exists(out)
@@ -62,6 +83,27 @@ def create(out, source):
             "to. Nothing was changed."
         ) from None
     return created
+
+
+def _key(path):
+    information = os.stat(path)
+    return information.st_dev, information.st_ino
+
+
+def _first_in(path, folders):
+    """``(folder, description)`` of the first of ``path`` and its ancestors that is one of ``folders``, or None."""
+    folder = path
+    while True:
+        try:
+            description = folders.get(_key(folder))
+        except OSError:  # not there (yet): only what exists can be the same folder
+            description = None
+        if description is not None:
+            return folder, description
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return None
+        folder = parent
 
 
 def remove_if_empty(out):

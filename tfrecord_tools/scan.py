@@ -249,18 +249,19 @@ def scan_images(source, *, workers=None, on_error="skip", max_pixels=DEFAULT_MAX
                         max_side=max_side, apply_orientation=apply_orientation)
 
 
-def scan_in_pool(source, pool, *, then=None, workers=None, on_error="skip", max_pixels=DEFAULT_MAX_PIXELS,
-                 progress=False, max_side=None, apply_orientation=False):
+def scan_in_pool(source, pool, *, then=None, exclude=(), workers=None, on_error="skip",
+                 max_pixels=DEFAULT_MAX_PIXELS, progress=False, max_side=None, apply_orientation=False):
     """:func:`scan_images` in the caller's worker pool (``write`` checks and writes in one pool).
 
     ``pool`` is a :class:`~tfrecord_tools._pool.WorkerPool`, or None for one of our
-    own when ``workers`` is above 1; ``then`` says what to do after a worker died.
+    own when ``workers`` is above 1; ``then`` says what to do after a worker died;
+    ``exclude`` lists folders never read (see :func:`~tfrecord_tools.find.find_files`).
     """
     if on_error not in ("skip", "stop"):
         raise ValueError(f"on_error must be 'skip' or 'stop', got {on_error!r}")
     workers = _pool.usable_workers(workers)
     source_root = os.path.abspath(os.fspath(source))
-    layout, class_names, candidates, rejected = find_files(source_root)
+    layout, class_names, candidates, rejected = find_files(source_root, exclude)
     options = {"max_pixels": max_pixels, "max_side": max_side, "apply_orientation": apply_orientation}
     bad = [item for item in rejected if item.category in BAD_IMAGE_CATEGORIES]
     if on_error == "stop" and bad:

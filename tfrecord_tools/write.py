@@ -40,6 +40,7 @@ from .encode import (
     stored_jpeg_bytes,
 )
 from .errors import ImageWriteError, OptionError, SourceChangedError, SourceFolderError, option_name
+from .find import own_folders
 from .record_io import frame_record, serialize_example
 from .scan import scan_in_pool
 from .sidecar import INCOMPLETE_PREFIX, REJECTED_NAME, SIDECAR_NAME, build_sidecar, write_json_atomic, write_rejected
@@ -427,7 +428,7 @@ def write_dataset(src, out, *, test_fraction=None, seed=0, num_shards=None, targ
     out = os.path.realpath(os.fspath(out))
     if not os.path.isdir(source):
         raise SourceFolderError(f"source folder {source} does not exist or is not a folder")
-    created = out_folder.create(out, source)
+    created = out_folder.create(out, source, own_folders(source))
     try:
         return _write_locked(source, out, options, started)
     except BaseException:
@@ -443,7 +444,7 @@ def _write_locked(source, out, options, started):
         pool = _pool.start_pool(options.workers, _worker_init, (counter,)) if options.workers > 1 else None
         try:
             pool_started = time.perf_counter()
-            scan = scan_in_pool(source, pool, then=_AFTER_WORKER_DIED, workers=options.workers,
+            scan = scan_in_pool(source, pool, then=_AFTER_WORKER_DIED, exclude=[out], workers=options.workers,
                                 on_error=options.on_error, max_pixels=options.max_pixels, progress=options.progress,
                                 max_side=options.max_side, apply_orientation=options.apply_orientation)
             if not scan.images:

@@ -1,5 +1,7 @@
 """Fixtures of the tfrecord_tools tests: small source folders and datasets written from them."""
 
+import subprocess
+
 import numpy as np
 import pytest
 
@@ -43,3 +45,22 @@ def mixed(tmp_path_factory):
                        image_bytes(size=(width, height), seed=100 * class_index + index))
     write_records(root / "src", root / "out", num_shards=4, test_fraction=0)
     return root / "out"
+
+
+@pytest.fixture
+def bind_mount():
+    """``bind_mount(folder, target)``: ``mount --bind`` for this test (skipped where that needs rights we lack)."""
+    mounted = []
+
+    def mount(folder, target):
+        try:
+            result = subprocess.run(["mount", "--bind", str(folder), str(target)], capture_output=True, text=True)
+        except OSError as error:
+            pytest.skip(f"no mount command: {error}")
+        if result.returncode != 0:
+            pytest.skip(f"cannot bind-mount here: {result.stderr.strip()}")
+        mounted.append(target)
+
+    yield mount
+    for target in reversed(mounted):
+        subprocess.run(["umount", str(target)], check=True)

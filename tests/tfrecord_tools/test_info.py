@@ -82,3 +82,12 @@ def test_contact_sheet_never_replaces_a_file_that_is_not_one(finished, tmp_path)
     assert main(["info", str(out), "--contact-sheet", str(precious), "--overwrite"]) == 0
     assert precious.read_bytes() != before
 
+
+# N12
+def test_a_contact_sheet_into_a_missing_folder_names_the_target(finished, tmp_path, capsys):
+    _, out = finished
+    target = tmp_path / "no_such_folder" / "sheet.png"
+    assert main(["info", str(out), "--contact-sheet", str(target)]) == 1
+    error = capsys.readouterr().err
+    assert f"contact sheet {target}: the folder {target.parent} does not exist" in error
+    assert ".incomplete" not in error and "Traceback" not in error

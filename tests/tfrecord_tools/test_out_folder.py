@@ -271,3 +271,40 @@ def test_killed_in_the_middle_then_resumed(source, tmp_path):
     assert not any(name.startswith(".") for name in os.listdir(out))
     assert tfrecord_tools.verify(out).records_checked == 15
 
+
+# N3
+def test_an_output_folder_inside_a_linked_class_folder_is_refused(tmp_path):
+    source = make_class_folder(tmp_path / "src", classes=("dog",), per_class=2)
+    photos = make_class_folder(tmp_path / "data", classes=("cat",), per_class=2) / "cat"
+    os.symlink(photos, source / "cat")  # SRC/cat -> /data/cat, and OUT /data/cat/records
+    before = sorted(os.listdir(photos))
+    with pytest.raises(tfrecord_tools.OutputFolderError,
+                       match=r"is inside the class folder .*/src/cat: .*/data/cat is that folder, reached through a "
+                             r"symbolic link or a mount"):
+        write_records(source, photos / "records")
+    assert sorted(os.listdir(photos)) == before  # nothing written among the photos
+
+
+# N3
+def test_an_output_folder_inside_a_bind_mounted_source_is_refused(tmp_path, bind_mount):
+    photos = make_class_folder(tmp_path / "data" / "photos", per_class=2)
+    source = tmp_path / "mnt" / "photos"
+    source.mkdir(parents=True)
+    bind_mount(photos, source)
+    with pytest.raises(tfrecord_tools.OutputFolderError, match=r"is inside the source folder .*/mnt/photos"):
+        write_records(source, photos / "records")
+    assert sorted(os.listdir(photos)) == ["cat", "dog", "fox"]  # no empty class "records" either
+
+
+# N3
+def test_the_output_folder_reached_through_a_link_below_a_class_folder_is_never_read(tmp_path):
+    source = make_class_folder(tmp_path / "src", per_class=2)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    os.symlink(elsewhere, source / "cat" / "more")
+    out = elsewhere / "records"
+    first = write_records(source, out, test_fraction=0)
+    tfrecord_tools.contact_sheet(out, out / "contact_sheet.png")  # a PNG below SRC/cat, seen through the link
+    again = write_records(source, out, test_fraction=0)
+    assert again["totals"]["images"] == 6 and again["shards_reused"] == first["totals"]["shards"]
+    assert rejected_lines(out)["cat/more/records"]["category"] == "output_folder"

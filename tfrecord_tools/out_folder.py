@@ -25,6 +25,7 @@ from .errors import OutputFolderError, option_name
 from .record_io import iter_file_records, parse_example_bytes
 from .sidecar import (
     FEATURES,
+    FORMAT_VERSION,
     INCOMPLETE_PREFIX,
     OS_METADATA_NAMES,
     PROGRESS_NAME,
@@ -374,6 +375,15 @@ def plan_reuse(out, plans, earlier, finished_shards, *, overwrite, differences):
         what = (f" (its shards {gone[0]}{' and more' if len(gone) > 1 else ''} are not in the new plan)"
                 if gone else "")
         found = differences()
+        edited = [] if found or finished_shards != planned_files else _digests_alone_differ(out, plans, earlier)
+        if edited:
+            raise OutputFolderError(
+                f"output folder {out} holds a finished dataset of the same images, split and settings as this run, "
+                f"but its {SIDECAR_NAME} records other plan digests (plan_sha256) for {', '.join(edited[:3])}"
+                f"{' and more' if len(edited) > 3 else ''}: {SIDECAR_NAME} was changed after the write. Check the "
+                f"folder with 'verify', then pass {option_name('--overwrite', 'overwrite=True')} to write the dataset "
+                "again. Nothing was changed."
+            )
         made = (f"with other settings ({'; '.join(found)})" if found
                 else "from other inputs (the images under the source folder, or the shard size, differ)")
         raise OutputFolderError(
@@ -383,6 +393,37 @@ def plan_reuse(out, plans, earlier, finished_shards, *, overwrite, differences):
         )
     repaired = sorted(planned_files - set(reusable)) if same_plan else []
     return Reuse(reusable, bool(had_sidecar and changed), repaired)
+
+
+def _digests_alone_differ(out, plans, earlier):
+    """The shards whose recorded plan digest alone differs from the plan (their files hold the planned images).
+
+    Empty when any shard whose digest differs holds other images, or other bytes
+    than the sidecar says: then the inputs did change.
+    """
+    edited = []
+    for plan in plans:
+        record = earlier.get(plan["file"]) or {}
+        if record.get("plan_sha256") == plan["plan_sha256"]:
+            continue
+        path = os.path.join(out, plan["file"])
+        planned = [(image.relative_path, image.sha256, image.label, int(image.reencode)) for image in plan["images"]]
+        try:
+            if os.path.getsize(path) != record.get("bytes") or file_sha256(path) != record.get("sha256"):
+                return []
+            with open(path, "rb") as handle:
+                held = []
+                for _, _, payload in iter_file_records(handle):
+                    features = parse_example_bytes(payload)
+                    held.append((features["image/filename"][0].decode("utf-8", "surrogateescape"),
+                                 features["image/sha256"][0].decode("ascii"), features["image/class/label"][0],
+                                 features["image/reencoded"][0]))
+        except (OSError, ValueError, KeyError, IndexError, TypeError):
+            return []
+        if held != planned:
+            return []
+        edited.append(plan["file"])
+    return edited
 
 
 def setting_differences(out, layout, class_names, options):
@@ -398,6 +439,7 @@ def setting_differences(out, layout, class_names, options):
         old_resize = old.get("resize") or {}
         split_given = layout == "classes"
         now = {
+            "format version": FORMAT_VERSION,
             "layout": layout,
             "seed": options.seed,
             "test fraction": options.test_fraction if split_given else None,
@@ -410,6 +452,7 @@ def setting_differences(out, layout, class_names, options):
             "classes": class_names,
         }
         before = {
+            "format version": old.get("format_version"),
             "layout": old.get("layout"),
             "seed": old.get("seed"),
             "test fraction": old.get("test_fraction"),

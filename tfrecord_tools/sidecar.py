@@ -134,6 +134,11 @@ def write_in_progress(out):
     return False
 
 
+def is_hex_digest(value):
+    """True for a SHA-256 as ``dataset.json`` records it: 64 lowercase hex digits."""
+    return isinstance(value, str) and len(value) == 64 and all(character in "0123456789abcdef" for character in value)
+
+
 def _is_count(value):
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
@@ -144,7 +149,11 @@ def sidecar_problems(sidecar):
     Only the structure that ``load``, ``verify`` and ``info`` rely on is checked:
     ``classes`` a list of names, ``splits`` a mapping of split name to ``images``,
     ``bytes``, ``class_counts`` and ``shards`` (each with ``file``, ``images``,
-    ``bytes``, ``sha256``, ``class_counts``), ``image_size`` null or four sizes.
+    ``bytes``, ``sha256`` of 64 hex digits, ``class_counts``), ``image_size`` null
+    or four sizes. Each shard is named for its split and place
+    (``train.tfrecord-00001-of-00004`` is the second of train's four) and listed
+    once: a shard listed twice, or under another split, would be read twice or
+    into the wrong split.
     """
     if not isinstance(sidecar, dict):
         return [f"expected a JSON object, found {type(sidecar).__name__}"]
@@ -155,6 +164,7 @@ def sidecar_problems(sidecar):
     splits = sidecar.get("splits")
     if not isinstance(splits, dict):
         return problems + [f"'splits' is not an object of split name to split (found {type(splits).__name__})"]
+    listed = set()  # shard file names seen
     for split, entry in splits.items():
         where = f"split {split!r}"
         if not isinstance(entry, dict):
@@ -181,16 +191,25 @@ def sidecar_problems(sidecar):
             name = shard.get("file")
             if not isinstance(name, str) or parse_shard_name(name) is None or os.path.basename(name) != name:
                 problems.append(f"{where} shard {position}: 'file' is {name!r}, expected a name like "
-                                f"{shard_file_name(split, 0, 4)}")
+                                f"{shard_file_name(split, position, len(shards))}")
+            elif parse_shard_name(name)[0] != split:
+                problems.append(f"{where} lists {name}, a shard of split {parse_shard_name(name)[0]!r}")
+            elif name in listed:
+                problems.append(f"{where} lists {name} twice: each shard is read once")
+            else:
+                listed.add(name)
             for key in ("images", "bytes"):
                 if not _is_count(shard.get(key)):
                     problems.append(f"{where} shard {name or position}: '{key}' is missing or not a whole number")
-            digest = shard.get("sha256")
-            if not isinstance(digest, str) or len(digest) != 64:
+            if not is_hex_digest(shard.get("sha256")):
                 problems.append(f"{where} shard {name or position}: 'sha256' is missing or not 64 hex digits")
             shard_counts = shard.get("class_counts")
             if not isinstance(shard_counts, dict) or not all(_is_count(count) for count in shard_counts.values()):
                 problems.append(f"{where} shard {name or position}: 'class_counts' is missing or not an object")
+        expected = [shard_file_name(split, index, len(shards)) for index in range(len(shards))]
+        names = [shard.get("file") if isinstance(shard, dict) else None for shard in shards]
+        if not problems and names != expected:
+            problems.append(f"{where} lists the shards {', '.join(map(str, names))}, expected {', '.join(expected)}")
     return problems
 
 

@@ -34,6 +34,7 @@ from .sidecar import (
     PROGRESS_NAME,
     REJECTED_NAME,
     SHARD_NAME_PATTERN,
+    is_hex_digest,
     read_sidecar,
 )
 
@@ -262,6 +263,12 @@ def verify(out, *, workers=None, raise_on_error=True):
     report = VerifyReport(out)
     if sidecar.get("label_to_index", label_to_index) != label_to_index:
         report.problems.append(Problem("dataset.json", None, "label_to_index is not the sorted class order"))
+    for split in sidecar["splits"].values():
+        for shard in split["shards"]:
+            if not is_hex_digest(shard.get("plan_sha256")):
+                # Not needed to read the shard, but a re-run of write compares it to recognise its shards.
+                report.problems.append(Problem(shard["file"], None, f"dataset.json gives its plan_sha256 as "
+                                                                    f"{shard.get('plan_sha256')!r}, not 64 hex digits"))
     tasks = [(out, shard, label_to_index) for split in sidecar["splits"].values() for shard in split["shards"]]
     workers = _pool.usable_workers(workers)
     if workers > 1 and len(tasks) > 1:

@@ -308,3 +308,20 @@ def test_the_output_folder_reached_through_a_link_below_a_class_folder_is_never_
     again = write_records(source, out, test_fraction=0)
     assert again["totals"]["images"] == 6 and again["shards_reused"] == first["totals"]["shards"]
     assert rejected_lines(out)["cat/more/records"]["category"] == "output_folder"
+
+
+# N9
+def test_a_rerun_says_when_only_the_recorded_plan_digest_differs(finished, tmp_path):
+    source, finished_out = finished
+    out = tmp_path / "out"
+    shutil.copytree(finished_out, out)
+    content = json.loads((out / "dataset.json").read_text())
+    shard = content["splits"]["train"]["shards"][0]
+    shard["plan_sha256"] = ("1" if shard["plan_sha256"][0] != "1" else "2") + shard["plan_sha256"][1:]  # one edit
+    (out / "dataset.json").write_text(json.dumps(content))
+    assert tfrecord_tools.verify(out, workers=1).ok  # a digest of the right shape: verify cannot tell
+    with pytest.raises(tfrecord_tools.OutputFolderError) as refused:
+        write_records(source, out, num_shards=1)
+    message = str(refused.value)
+    assert f"records other plan digests (plan_sha256) for {shard['file']}: dataset.json was changed" in message
+    assert "other inputs" not in message

@@ -3,6 +3,7 @@
 import hashlib
 import json
 import os
+import shutil
 import struct
 
 import pytest
@@ -172,3 +173,50 @@ def test_verify_finds_a_stray_six_digit_shard(tmp_path):
     report = tfrecord_tools.verify(out, raise_on_error=False)
     assert [problem.shard for problem in report.problems] == ["train.tfrecord-00000-of-100000"]
 
+
+
+def list_test_shard_under_train(content):
+    test_shard = content["splits"]["test"]["shards"][0]
+    content["splits"]["train"]["shards"].append(test_shard)
+    return test_shard
+
+
+def list_a_train_shard_twice(content):
+    train_shard = content["splits"]["train"]["shards"][0]
+    content["splits"]["train"]["shards"].append(train_shard)
+    return train_shard
+
+
+# N8
+@pytest.mark.parametrize("damage", [list_test_shard_under_train, list_a_train_shard_twice],
+                         ids=["a test shard under train", "a shard twice"])
+def test_a_shard_listed_under_another_split_or_twice_is_refused(finished, tmp_path, damage, capsys):
+    out = tmp_path / "out"
+    shutil.copytree(finished[1], out)
+    content = json.loads((out / "dataset.json").read_text())
+    added = damage(content)
+    train = content["splits"]["train"]  # the counts adjusted, as an editor would
+    train["images"] += added["images"]
+    train["bytes"] += added["bytes"]
+    for name, count in added["class_counts"].items():
+        train["class_counts"][name] += count
+    (out / "dataset.json").write_text(json.dumps(content))
+    assert main(["verify", str(out), "--workers", "1"]) == 1
+    error = capsys.readouterr().err
+    assert "dataset.json is damaged: split 'train' lists" in error and added["file"] in error
+    with pytest.raises(tfrecord_tools.SidecarError):  # load() reads the list too: it gets no extra images
+        tfrecord_tools.read_sidecar(out)
+
+
+# N9
+@pytest.mark.parametrize("digest", ["0" * 63, "g" * 64, None], ids=["63 digits", "not hex", "missing"])
+def test_a_plan_digest_of_the_wrong_shape_is_a_problem(finished, tmp_path, digest):
+    out = tmp_path / "out"
+    shutil.copytree(finished[1], out)
+    content = json.loads((out / "dataset.json").read_text())
+    shard = content["splits"]["train"]["shards"][0]
+    shard["plan_sha256"] = digest
+    (out / "dataset.json").write_text(json.dumps(content))
+    report = tfrecord_tools.verify(out, workers=1, raise_on_error=False)
+    assert [str(problem) for problem in report.problems] == [
+        f"{shard['file']}: dataset.json gives its plan_sha256 as {digest!r}, not 64 hex digits"]

@@ -1,10 +1,12 @@
 """Writing shards: byte-identical output, duplicates, errors that name the file, workers that die."""
 
 import collections
+import errno
 import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -17,6 +19,7 @@ from PIL import Image
 
 import tfrecord_tools
 from tfrecord_tools import write as write_module
+from tfrecord_tools.__main__ import main
 from tfrecord_tools.sidecar import INCOMPLETE_PREFIX
 
 from fakes import (
@@ -121,3 +124,43 @@ def test_worker_killed_during_write_stops_it_with_a_clear_error(source, tmp_path
     assert write_records(source, out, num_shards=2)["totals"]["images"] == 15
     assert tfrecord_tools.verify(out).ok
 
+
+class FullDisk(io.RawIOBase):
+    """A file that takes ``room`` bytes, then fails as a full disk does (ENOSPC)."""
+
+    def __init__(self, file, room):
+        self.file, self.room = file, room
+
+    def writable(self):
+        return True
+
+    def write(self, data):
+        if len(data) > self.room:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        self.room -= len(data)
+        return self.file.write(data)
+
+    def fileno(self):
+        return self.file.fileno()
+
+    def close(self):
+        self.file.close()
+        super().close()
+
+
+# N10
+def test_a_full_disk_with_one_worker_names_the_shard(source, tmp_path, monkeypatch, capsys):
+    real_open = open
+
+    def open_on_a_full_disk(path, mode="r", *arguments, **keywords):
+        if INCOMPLETE_PREFIX in os.fspath(path) and ".tfrecord-" in os.fspath(path):
+            return io.BufferedWriter(FullDisk(real_open(path, "wb", buffering=0), room=2000))
+        return real_open(path, mode, *arguments, **keywords)
+
+    monkeypatch.setattr(write_module, "open", open_on_a_full_disk, raising=False)  # the shards' open()
+    assert main(["write", str(source), str(tmp_path / "out"), "--workers", "1", "--no-progress"]) == 1
+    error = capsys.readouterr().err
+    shard = r"(train|test)\.tfrecord-\d{5}-of-\d{5}"
+    assert re.fullmatch(rf"tfrecord_tools write: error: {re.escape(str(tmp_path / 'out'))}/{shard}: No space left on "
+                        r"device; free some space, then run the same command again to finish \(finished shards are "
+                        r"kept\)\n", error), error

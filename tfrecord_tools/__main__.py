@@ -29,7 +29,7 @@ import signal
 import sys
 
 from . import __version__, errors
-from .errors import OptionError, TFRecordToolsError, VerifyError
+from .errors import OptionError, TFRecordToolsError, printable_lines
 
 _WRITE_EXAMPLE = """example:
   python -m tfrecord_tools write oregon_wildlife wildlife_tfrecords --test-fraction 0.2 --seed 0 --workers 2
@@ -186,10 +186,13 @@ def build_parser():
 
 
 def _print(text, file=None):
-    """print, but a reader that stopped reading (``info OUT | head -1``) ends the output quietly."""
+    """print, escaping what a terminal would not show (:func:`~tfrecord_tools.errors.printable`).
+
+    A reader that stopped reading (``info OUT | head -1``) ends the output quietly.
+    """
     file = sys.stdout if file is None else file
     try:
-        print(text, file=file, flush=True)
+        print(printable_lines(text), file=file, flush=True)
     except BrokenPipeError:
         # Nothing more can be shown; send the rest (and the flush at exit) nowhere.
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -260,18 +263,15 @@ def main(argv=None):
         return _run(arguments)
     except OptionError as error:  # an argument out of range, found by the library: a usage error
         command_parser.error(str(error))
-    except VerifyError as error:
-        print(f"tfrecord_tools {arguments.command}: error: {error}", file=sys.stderr)
-        return 1
-    except TFRecordToolsError as error:
-        print(f"tfrecord_tools {arguments.command}: error: {error}", file=sys.stderr)
+    except TFRecordToolsError as error:  # VerifyError included
+        _print(f"tfrecord_tools {arguments.command}: error: {error}", file=sys.stderr)
         return 1
     except OSError as error:  # disk full, permission denied, ...: name the file, no traceback
         where = f"{error.filename}: " if error.filename else ""
         hint = ""
         if error.errno in (errno.ENOSPC, errno.EDQUOT):
             hint = f"; free some space, then{rerun or ' run the same command again'}"
-        print(f"tfrecord_tools {arguments.command}: error: {where}{error.strerror or error}{hint}", file=sys.stderr)
+        _print(f"tfrecord_tools {arguments.command}: error: {where}{error.strerror or error}{hint}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"tfrecord_tools {arguments.command}: interrupted;{rerun or ' nothing was changed'}", file=sys.stderr)

@@ -20,7 +20,7 @@ import stat
 import unicodedata
 from pathlib import Path
 
-from .errors import SourceFolderError
+from .errors import SourceFolderError, quoted
 
 #: Top-level folder names that mean SRC is already split, and the split each one names. They are
 #: compared without regard to case: ``Train/``, ``TRAIN/``, Kaggle's ``training_set/`` all mean train.
@@ -147,7 +147,7 @@ def _link_rejection(relative, problem, class_name):
     return Rejected(
         relative,
         f"symbolic link back into SRC's own folders: {problem}, whose images are read in their own place; "
-        f"following it would read them again, labelled {class_name!r}. Not followed",
+        f"following it would read them again, labelled {quoted(class_name)}. Not followed",
         "symlink_loop",
     )
 
@@ -264,7 +264,7 @@ def _unreachable(entry, relative, error):
     if error.errno == errno.ELOOP:  # a link that points to itself, or a cycle of links
         return Rejected(relative, "symbolic link loop", "symlink_loop")
     if entry.is_symlink():
-        return Rejected(relative, f"broken symbolic link to {os.readlink(entry.path)!r}", "broken_link")
+        return Rejected(relative, f"broken symbolic link to {quoted(os.readlink(entry.path))}", "broken_link")
     return Rejected(relative, f"cannot stat: {error.strerror}", "unreadable")
 
 
@@ -337,7 +337,8 @@ def _refuse_unicode_twins(groups):
         first = seen.setdefault(unicodedata.normalize("NFC", entry.name), entry)
         if first.name != entry.name:
             raise SourceFolderError(
-                f"class folders {first.path} ({ascii(first.name)}) and {entry.path} ({ascii(entry.name)}) have "
+                f"class folders {first.path} ({quoted(first.name, True)}) and {entry.path} "
+                f"({quoted(entry.name, True)}) have "
                 "the same name written in two Unicode forms (NFC and NFD; macOS writes NFD): they would be two "
                 "classes that look alike. Rename or merge one of them"
             )
@@ -383,7 +384,7 @@ def find_files(source, exclude=()):
     own = _OwnFolders(source_root, exclude)
     for _, split_entry, _ in groups:
         if split_entry is not None:
-            own.add(split_entry.path, f"the split folder {split_entry.name!r}")
+            own.add(split_entry.path, f"the split folder {quoted(split_entry.name)}")
     accepted = []
     # Real class folders first, then links to folders, which must not lead to any of them.
     for split, _, class_entry in sorted(groups, key=lambda group: group[2].is_symlink()):
@@ -392,7 +393,7 @@ def find_files(source, exclude=()):
         if problem is not None:
             rejected.append(_link_rejection(relative, problem, class_entry.name))
             continue
-        own.add(class_entry.path, f"the class folder {relative!r}", is_class=True)
+        own.add(class_entry.path, f"the class folder {quoted(relative)}", is_class=True)
         accepted.append((split, class_entry))
     accepted.sort(key=lambda group: _relative(group[1].path, source_root))
     visited = set(own.keys)
@@ -448,12 +449,13 @@ def look_alike_warnings(class_names):
         if unicodedata.normalize("NFKC", name) != name:
             issues.append("fullwidth or other compatibility characters")
         if issues:
-            warnings.append(f"class name {ascii(name)} holds {' and '.join(issues)}: it prints like another name")
+            warnings.append(f"class name {quoted(name, True)} holds {' and '.join(issues)}: it prints like another "
+                            "name")
         skeleton = "".join(character for character in unicodedata.normalize("NFKC", name)
                            if unicodedata.category(character) not in ("Cf", "Cc")).strip().casefold()
         by_skeleton.setdefault(skeleton, []).append(name)
     for names in by_skeleton.values():
         if len(names) > 1:
-            warnings.append(f"class names {', '.join(ascii(name) for name in names)} look alike but are "
+            warnings.append(f"class names {', '.join(quoted(name, True) for name in names)} look alike but are "
                             f"{len(names)} classes; rename or merge the folders if they are one class")
     return warnings

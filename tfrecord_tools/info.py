@@ -3,7 +3,7 @@
 import io
 import os
 
-from .errors import TFRecordToolsError, option_name
+from .errors import TFRecordToolsError, option_name, printable
 from .record_io import RecordError, iter_file_records, parse_example_bytes
 from .sidecar import CONTACT_SHEET_PATTERN, incomplete_path, read_sidecar
 
@@ -46,13 +46,14 @@ def dataset_info(out):
 def format_info(info):
     """A fixed-width table: one row per class, one column per split."""
     splits = list(info["splits"])
-    width = max([len("class")] + [len(name) for name in info["classes"]])
-    lines = [f"{info['out']}  (tool {info['tool_version']}, seed {info['seed']})"]
+    names = [printable(name) for name in info["classes"]]  # a name may hold escape sequences, or bytes not UTF-8
+    width = max([len("class")] + [len(name) for name in names])
+    lines = [f"{printable(info['out'])}  (tool {info['tool_version']}, seed {info['seed']})"]
     header = f"{'label':>5}  {'class':<{width}}" + "".join(f"  {name:>10}" for name in splits)
     lines += [header, "-" * len(header)]
-    for label, name in enumerate(info["classes"]):
+    for label, (name, shown) in enumerate(zip(info["classes"], names, strict=True)):
         counts = "".join(f"  {info['splits'][split]['class_counts'].get(name, 0):>10,}" for split in splits)
-        lines.append(f"{label:>5}  {name:<{width}}" + counts)
+        lines.append(f"{label:>5}  {shown:<{width}}" + counts)
     lines.append("-" * len(header))
     lines.append(f"{'':>5}  {'images':<{width}}" + "".join(f"  {info['splits'][s]['images']:>10,}" for s in splits))
     lines.append(f"{'':>5}  {'shards':<{width}}" + "".join(f"  {info['splits'][s]['shards']:>10,}" for s in splits))
@@ -81,7 +82,7 @@ def format_info(info):
     conflicting = info["duplicates"].get("conflicting_labels_count", 0)
     if conflicting:
         lines.append(f"warning: {conflicting} image(s) are stored under two or more classes (see dataset.json)")
-    lines.extend(f"warning: {warning}" for warning in info.get("warnings") or [])
+    lines.extend(f"warning: {printable(warning)}" for warning in info.get("warnings") or [])
     return "\n".join(lines)
 
 

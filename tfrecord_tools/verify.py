@@ -26,7 +26,7 @@ import time
 
 from . import _pool
 from .encode import ImageCheckError, jpeg_ends_properly, open_checked
-from .errors import VerifyError
+from .errors import VerifyError, printable, quoted
 from .record_io import RecordError, hash_rest, iter_file_records, parse_example_bytes
 from .sidecar import (
     FEATURES,
@@ -72,8 +72,8 @@ class VerifyReport:
 
     def format(self):
         """Human-readable lines: one per problem and warning, then a verdict."""
-        lines = [f"problem: {problem}" for problem in self.problems]
-        lines += [f"warning: {warning}" for warning in self.warnings]
+        lines = [f"problem: {printable(str(problem))}" for problem in self.problems]
+        lines += [f"warning: {printable(warning)}" for warning in self.warnings]
         verdict = "OK" if self.ok else f"FAILED with {len(self.problems)} problem(s)"
         lines.append(
             f"{verdict}: {self.records_checked:,} records in {self.shards_checked} shards checked "
@@ -105,9 +105,9 @@ def _check_record(record, label_to_index):
     label = value["image/class/label"]
     expected_label = label_to_index.get(class_name)
     if expected_label is None:
-        messages.append(f"class {class_name!r} is not in the sidecar's classes")
+        messages.append(f"class {quoted(class_name)} is not in the sidecar's classes")
     elif label != expected_label:
-        messages.append(f"label {label} does not match class {class_name!r}, which has label {expected_label}")
+        messages.append(f"label {label} does not match class {quoted(class_name)}, which has label {expected_label}")
     if value["image/format"] != b"jpeg":
         messages.append(f"image/format is {value['image/format']!r}, expected b'jpeg'")
     encoded = value["image/encoded"]

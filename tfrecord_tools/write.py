@@ -39,7 +39,7 @@ from .encode import (
     ImageCheckError,
     stored_jpeg_bytes,
 )
-from .errors import ImageWriteError, OptionError, SourceChangedError, SourceFolderError, option_name
+from .errors import ImageWriteError, OptionError, SourceChangedError, SourceFolderError, option_name, printable
 from .find import own_folders
 from .record_io import frame_record, serialize_example
 from .scan import scan_in_pool
@@ -537,13 +537,16 @@ def _shard_job(out, shard, options):
 
 
 def format_summary(summary):
-    """One line (images, rejected, MB, seconds, images per second), then a line per warning."""
+    """One line (images, rejected, MB, seconds, images per second), then a line per warning.
+
+    Names from the file system go through :func:`~tfrecord_tools.errors.printable`.
+    """
     totals = summary["totals"]
     line = (
         f"{totals['images']:,} images in {totals['shards']} shards "
         f"({summary['shards_reused']} reused), {totals['rejected']:,} rejected, "
         f"{totals['bytes'] / 1e6:.1f} MB, {summary['seconds']:.1f} s, "
-        f"{summary['images_per_second']:,.0f} images/s -> {summary['out']}"
+        f"{summary['images_per_second']:,.0f} images/s -> {printable(summary['out'])}"
     )
     resize = summary.get("resize")
     if resize:
@@ -551,19 +554,21 @@ def format_summary(summary):
                  f"(JPEG quality {resize['jpeg_quality']})")
     duplicates = summary["duplicates"]
     if duplicates["across_splits_count"]:
+        files = ", ".join(map(printable, duplicates["across_splits"][0]["files"][:3]))
         line += (f"\nwarning: {duplicates['across_splits_count']} image(s) appear in more than one split "
-                 f"(same SHA-256), e.g. {', '.join(duplicates['across_splits'][0]['files'][:3])}; see dataset.json")
+                 f"(same SHA-256), e.g. {files}; see dataset.json")
     if duplicates.get("conflicting_labels_count"):
-        first = duplicates["conflicting_labels"][0]["files"]
+        files = ", ".join(map(printable, duplicates["conflicting_labels"][0]["files"][:4]))
         line += (f"\nwarning: {duplicates['conflicting_labels_count']} image(s) are stored under two or more "
-                 f"classes (same SHA-256): {', '.join(first[:4])}; see 'conflicting_labels' in dataset.json")
+                 f"classes (same SHA-256): {files}; see 'conflicting_labels' in dataset.json")
     if totals.get("multi_frame"):
         line += (f"\nwarning: {totals['multi_frame']} file(s) hold several frames or pages (animated GIF, WebP or "
-                 f"PNG, multi-page TIFF); only the first is stored, e.g. {summary['multi_frame_files'][0]}")
+                 f"PNG, multi-page TIFF); only the first is stored, e.g. {printable(summary['multi_frame_files'][0])}")
     if summary["empty_classes"]:
-        line += f"\nwarning: classes without usable images (labels kept): {', '.join(summary['empty_classes'])}"
+        line += ("\nwarning: classes without usable images (labels kept): "
+                 f"{', '.join(map(printable, summary['empty_classes']))}")
     for warning in summary.get("warnings", []):
-        line += f"\nwarning: {warning}"
+        line += f"\nwarning: {printable(warning)}"
     repaired = summary.get("shards_repaired") or []
     if repaired:
         line += (f"\nnote: {len(repaired)} shard(s) of the finished dataset were damaged or missing and were "

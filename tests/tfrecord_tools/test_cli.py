@@ -1,6 +1,7 @@
 """The command line, run as a user runs it: help, messages, exit codes, Ctrl-C and SIGTERM."""
 
 import errno
+import io
 import json
 import os
 import signal
@@ -236,3 +237,34 @@ def test_sigterm_stops_a_write_cleanly(tmp_path):
                               capture_output=True, text=True, timeout=120)
     assert finished.returncode == 0 and "120 images" in finished.stdout, finished.stderr
 
+
+
+def run_on_a_strict_utf8_terminal(monkeypatch, *arguments):
+    """``main(arguments)`` with stdout encoded as on a desktop's UTF-8 locale (errors are errors); (code, out, err)."""
+    stdout = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="strict", write_through=True)
+    stderr = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="backslashreplace", write_through=True)
+    monkeypatch.setattr(sys, "stdout", stdout)
+    monkeypatch.setattr(sys, "stderr", stderr)
+    code = main([str(argument) for argument in arguments])
+    return code, stdout.buffer.getvalue(), stderr.buffer.getvalue()
+
+
+# N5
+def test_class_names_are_printed_escaped_whatever_they_hold(tmp_path, monkeypatch):
+    source = make_class_folder(tmp_path / "src", classes=("cat",), per_class=2)
+    for seed, name in enumerate([b"bad\xff", b"\x1b]0;pwned\x07title", b"\x1b[2Jclear", b"empty\xfe"]):
+        folder = os.path.join(os.fsencode(source), name)
+        os.mkdir(folder)
+        if not name.startswith(b"empty"):  # an empty class is named in write's summary
+            for index in range(2):
+                with open(os.path.join(folder, b"%d.jpg" % index), "wb") as handle:
+                    handle.write(image_bytes(seed=10 * seed + index))
+    out = tmp_path / "out"
+    written = run_on_a_strict_utf8_terminal(monkeypatch, "write", source, out, "--workers", "1", "--no-progress")
+    described = run_on_a_strict_utf8_terminal(monkeypatch, "info", out)
+    assert written[0] == 0 and described[0] == 0, (written, described)
+    for output in (*written[1:], *described[1:]):
+        assert b"\x1b" not in output and b"\x07" not in output  # no terminal title, no clear screen
+    assert b"empty\\xfe" in written[1]
+    for shown in (b"bad\\xff", b"\\x1b]0;pwned\\x07title", b"\\x1b[2Jclear", b"empty\\xfe"):
+        assert shown in described[1], described[1]

@@ -18,6 +18,7 @@ from . import _pool
 from .encode import DEFAULT_MAX_PIXELS, ImageCheckError, check_image
 from .errors import BadImageError
 from .find import SPLIT_NAMES, Rejected, find_files, look_alike_warnings, split_of
+from .progress import progress_bar
 from .sniff import describe_unknown, sniff_format
 
 # find.py defines these; callers import them from here too (common/datasets/wildlife.py: find_files).
@@ -268,11 +269,7 @@ def scan_in_pool(source, pool, *, then=None, exclude=(), workers=None, on_error=
         raise BadImageError(f"{os.path.join(source_root, bad[0].relative_path)}: {bad[0].reason}")
     label_to_index = {name: index for index, name in enumerate(class_names)}
     by_relative = {candidate[1]: candidate for candidate in candidates}
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(candidates), desc="checking", unit="img", smoothing=0.1)
+    bar = progress_bar(len(candidates), "checking") if progress else None
     images = []
     try:
         checks = _run_checks(candidates, options, workers, pool, bar,

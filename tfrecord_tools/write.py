@@ -41,6 +41,7 @@ from .encode import (
 )
 from .errors import ImageWriteError, OptionError, SourceChangedError, SourceFolderError, option_name, printable
 from .find import own_folders
+from .progress import progress_bar
 from .record_io import frame_record, serialize_example
 from .scan import scan_in_pool
 from .sidecar import INCOMPLETE_PREFIX, REJECTED_NAME, SIDECAR_NAME, build_sidecar, write_json_atomic, write_rejected
@@ -313,11 +314,7 @@ def _write_shard_in_worker(job):
 
 
 def _run_jobs(jobs, pool, counter, progress, total_images, out):
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=total_images, desc="writing", unit="img", smoothing=0.1)
+    bar = progress_bar(total_images, "writing") if progress else None
     results = []
     try:
         if pool is None:

@@ -35,9 +35,10 @@ from .errors import (
     VerifyError,
     WorkerDiedError,
 )
-from .info import contact_sheet, dataset_info, format_info
+from .info import dataset_info, format_info
 from .record_io import iter_records, parse_example_bytes, serialize_example
 from .scan import ImageFile, Rejected, ScanResult, scan_images
+from .sheet import contact_sheet
 from .sidecar import FEATURES, parse_shard_name, read_sidecar, shard_file_name
 from .sniff import SUPPORTED_FORMATS, sniff_format
 from .verify import VerifyReport, verify

@@ -221,7 +221,8 @@ def _run(arguments):
         report = verify(arguments.out, workers=arguments.workers, raise_on_error=False)
         _print(report.format())
         return 0 if report.ok else 1
-    from .info import contact_sheet, dataset_info, format_info
+    from .info import dataset_info, format_info
+    from .sheet import contact_sheet
 
     information = dataset_info(arguments.out)
     _print(json.dumps(information, indent=2) if arguments.json else format_info(information))

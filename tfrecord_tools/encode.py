@@ -1,4 +1,4 @@
-"""Sniff an image's format from its bytes, decode-check it, and make the JPEG bytes to store.
+"""Decode-check an image's bytes (every JPEG strictly) and make the JPEG bytes to store for it.
 
 Every decision here is made from the file's content, never from its name: a PNG
 called ``photo.jpg`` is a PNG. The rules, in the order :func:`check_image` applies
@@ -49,12 +49,12 @@ target), as JPEG at ``jpeg_quality``.
 
 import hashlib
 import io
-import re
 import struct
 import zlib
 
 from PIL import Image, ImageFile
 
+from .jpeg_markers import HUFFMAN_SOF_MARKERS, frame_header, jpeg_ends_properly
 from .sniff import PILLOW_FORMAT, describe_unknown, sniff_format
 
 try:  # libjpeg-turbo with its warnings made errors: every JPEG is checked with it
@@ -90,96 +90,9 @@ class ImageCheckError(ValueError):
         self.category = category
 
 
-# Start-of-frame markers of the Huffman-coded processes with 8-bit samples that every
-# libjpeg build decodes: baseline (C0), extended (C1), progressive (C2).
-_HUFFMAN_SOF_MARKERS = (0xC0, 0xC1, 0xC2)
-_ALL_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 #: libjpeg's colour space (simplejpeg's header) -> what the strict decoder outputs and Pillow's mode of it.
 _JPEG_OUTPUT = {"Gray": ("GRAY", "L"), "RGB": ("RGB", "RGB"), "YCbCr": ("RGB", "RGB"), "CMYK": ("CMYK", "CMYK"),
                 "YCCK": ("CMYK", "CMYK")}
-
-
-# After a scan, the next marker: FF followed by anything but 00 (a stuffed FF data
-# byte), D0-D7 (restart markers, part of the scan) or FF (fill bytes before a marker).
-_MARKER_AFTER_SCAN = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
-# Markers without a length field: TEM, RST0-7, SOI.
-_MARKERS_WITHOUT_LENGTH = frozenset({0x01, 0xD8, *range(0xD0, 0xD8)})
-
-
-def _jpeg_markers(data):
-    """Yield ``(position, marker)`` of a JPEG's markers after SOI, in order, up to the end-of-image marker.
-
-    Each segment announces its length, and after a start-of-scan the entropy-coded
-    data runs to the next marker. The walk stops at anything unexpected (a byte
-    where a marker should be, a length that cannot be), so a damaged file yields
-    fewer markers, never wrong ones.
-    """
-    position, end = 2, len(data)
-    while position + 2 <= end:
-        if data[position] != 0xFF:
-            return
-        marker = data[position + 1]
-        if marker == 0xFF:  # fill byte
-            position += 1
-            continue
-        yield position, marker
-        if marker == 0xD9:
-            return
-        if marker in _MARKERS_WITHOUT_LENGTH:
-            position += 2
-            continue
-        if position + 4 > end:
-            return
-        length = (data[position + 2] << 8) | data[position + 3]
-        if length < 2:
-            return
-        position += 2 + length
-        if marker == 0xDA:  # start of scan: skip its entropy-coded data
-            found = _MARKER_AFTER_SCAN.search(data, position)
-            if found is None:
-                return
-            position = found.start()
-
-
-def _jpeg_frame_header(data):
-    """``(marker, precision, height, width, components)`` from a JPEG's SOF segment, or None.
-
-    None when the markers before the first start-of-frame cannot be walked, or a
-    scan comes first: the file is then re-encoded rather than kept as it is.
-    """
-    for position, marker in _jpeg_markers(data):
-        if marker in _ALL_SOF_MARKERS:
-            if position + 10 > len(data):
-                return None
-            precision = data[position + 4]
-            height = (data[position + 5] << 8) | data[position + 6]
-            width = (data[position + 7] << 8) | data[position + 8]
-            return marker, precision, height, width, data[position + 9]
-        if marker == 0xDA:
-            return None
-    return None
-
-
-def jpeg_ends_properly(data):
-    """True when an end-of-image marker (FF D9) follows the JPEG's last scan.
-
-    ``tf.io.decode_jpeg`` reads to that marker and fails with "Invalid JPEG data"
-    when the file ends before it, even if every pixel is there, and even when
-    zero bytes take its place; Pillow decodes such files. Bytes after the marker
-    are ignored by both (tried: zero padding, text, more FF bytes), so they are
-    allowed.
-    """
-    if data.endswith(b"\xff\xd9"):
-        # Inside scan data an FF byte is always followed by 00 or a restart marker,
-        # so a file that ends in FF D9 ends with its end-of-image marker.
-        return True
-    scans = 0
-    for _, marker in _jpeg_markers(data):
-        if marker == 0xDA:
-            scans += 1
-        elif marker == 0xD9:
-            return scans > 0
-    return False
 
 
 def _refuse_over_limit(width, height, max_pixels):
@@ -396,8 +309,8 @@ def keeps_original_bytes(mode, source_format, data):
     """
     if source_format != "jpeg" or mode not in ("RGB", "L"):
         return False
-    header = _jpeg_frame_header(data)
-    return (header is not None and header[0] in _HUFFMAN_SOF_MARKERS and header[1] == 8
+    header = frame_header(data)
+    return (header is not None and header[0] in HUFFMAN_SOF_MARKERS and header[1] == 8
             and jpeg_ends_properly(data))
 
 

@@ -25,8 +25,9 @@ import os
 import time
 
 from . import _pool
-from .encode import ImageCheckError, jpeg_ends_properly, open_checked
+from .encode import ImageCheckError, open_checked
 from .errors import VerifyError, printable, quoted
+from .jpeg_markers import jpeg_ends_properly
 from .record_io import RecordError, hash_rest, iter_file_records, parse_example_bytes
 from .sidecar import (
     FEATURES,

@@ -12,7 +12,7 @@ import simplejpeg
 from PIL import Image, JpegImagePlugin, PngImagePlugin
 
 import tfrecord_tools
-from tfrecord_tools import encode
+from tfrecord_tools import encode, jpeg_markers
 
 from fakes import (
     arithmetic_jpeg,
@@ -39,8 +39,6 @@ def test_the_strict_jpeg_decode_gives_pillows_pixels():
         decoded, source_format = encode.open_checked(data)
         assert source_format == "jpeg" and decoded.mode == mode
         assert np.array_equal(np.asarray(decoded), np.asarray(Image.open(io.BytesIO(data))))
-    assert encode._jpeg_frame_header(progressive) == (0xC2, 8, 30, 40, 3)
-    assert encode._jpeg_frame_header(image_bytes(size=(5, 7), mode="L")) == (0xC0, 8, 7, 5, 1)
     # An arithmetic-coded frame (SOF9) is not kept as is: some libjpeg builds cannot read it.
     baseline = image_bytes(size=(8, 8), seed=4)
     sof = baseline.index(b"\xff\xc0")
@@ -152,16 +150,10 @@ def test_large_image_under_the_limit_is_written(source, tmp_path):
 
 def test_jpeg_end_marker_rule():
     whole = image_bytes(size=(16, 12), seed=3)
-    assert encode.jpeg_ends_properly(whole)
-    assert encode.jpeg_ends_properly(whole + b"\x00" * 64)  # padding after the marker: TensorFlow reads it
-    assert encode.jpeg_ends_properly(image_bytes(size=(40, 30), seed=3, progressive=True) + b"trailer")
-    assert not encode.jpeg_ends_properly(whole[:-2])
-    assert not encode.jpeg_ends_properly(whole[:-2] + b"\x00" * 64)  # zeros in place of the marker
-    assert not encode.jpeg_ends_properly(whole[:-1])
     cut = jpeg_without_end_marker()
     checked = tfrecord_tools.encode.check_image(cut)
     assert checked["reencode"] and checked["channels"] == 3  # kept as is before the fix
-    assert encode.jpeg_ends_properly(encode.stored_jpeg_bytes(cut))
+    assert jpeg_markers.jpeg_ends_properly(encode.stored_jpeg_bytes(cut))
     with pytest.raises(encode.ImageCheckError, match="truncated") as caught:  # cut, then padded
         encode.check_image(whole[: len(whole) * 2 // 3] + b"\x00" * 200)
     assert caught.value.category == "corrupt"

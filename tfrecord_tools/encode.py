@@ -28,10 +28,10 @@ them:
 5. An image that must be re-encoded but has a side over 65,500 px (the largest
    JPEG libjpeg writes) is rejected as ``too_large``.
 
-Re-encodings keep full colour resolution (4:4:4 chroma): at 4:2:0, dithered GIFs
-came back 11 levels off on average instead of 3.5. Images that ``max_side``
-resizes are photos in the common case, whose source is 4:2:0 already; they stay
-4:2:0, which ``tf.io.decode_jpeg`` decodes in about 3/4 of the time (300 px photos).
+Re-encodings keep full colour resolution (4:4:4 chroma): at 4:2:0 a dithered GIF
+came back twice as far from its pixels. Images that ``max_side`` resizes are
+photos in the common case, whose source is 4:2:0 already; they stay 4:2:0, which
+``tf.io.decode_jpeg`` decodes in about 3/4 of the CPU time (300 px photos).
 
 By default EXIF orientation is not applied, as neither ``tf.io.decode_jpeg`` nor
 Keras's image loaders apply it: the stored pixels are the ones training will see.

@@ -1,11 +1,14 @@
 """Re-read every shard and check it against ``dataset.json``.
 
-For each shard listed in the sidecar, :func:`verify`
+The sidecar itself must be whole (:func:`~tfrecord_tools.sidecar.read_sidecar`:
+each shard listed once, under its own split, with a SHA-256 of 64 hex digits),
+and every shard's plan digest must be 64 hex digits too (a re-run of ``write``
+compares it). Then, for each shard listed in the sidecar, :func:`verify`
 
 1. checks the file exists, its size, and its SHA-256;
 2. walks every record and checks both TFRecord CRC-32C checksums;
 3. parses every Example and checks that all features are present with one value;
-4. decodes every image (Pillow, fully) and checks format, height, width and
+4. decodes every image (strictly, as ``write`` checks it) and checks format, height, width and
    channels against the features, and that each JPEG ends with its
    end-of-image marker, without which ``tf.io.decode_jpeg`` fails (the rule
    ``write`` applies to decide which JPEGs it stores as they are);

@@ -437,6 +437,6 @@ def test_re_encodings_keep_full_colour_resolution_and_resized_photos_half():
     stored = Image.open(io.BytesIO(encode.stored_jpeg_bytes(buffer.getvalue())))
     assert JpegImagePlugin.get_sampling(stored) == 0  # 4:4:4
     error = np.abs(np.asarray(stored, dtype=np.int16) - np.asarray(dithered.convert("RGB"), dtype=np.int16))
-    assert error.mean() < 6  # 4:2:0 gave 11 on average
+    assert error.mean() < 4  # 2.8 levels off; at 4:2:0, 5.9
     resized = Image.open(io.BytesIO(encode.stored_jpeg_bytes(photo_bytes(size=(400, 300)), max_side=100)))
     assert resized.size == (100, 75) and JpegImagePlugin.get_sampling(resized) == 2  # 4:2:0: decodes faster

@@ -143,6 +143,7 @@ import os
 import struct
 import subprocess
 import sys
+import time
 import zlib
 
 from PIL import Image
@@ -537,3 +538,25 @@ def arithmetic_jpeg(pixels, quality=90):
     return (b"\xff\xd8" + segment(0xE0, b"JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00")
             + segment(0xDB, b"\x00" + bytes(int(value) for value in table.reshape(64)[_ZIGZAG]))
             + segment(0xC9, frame) + segment(0xDA, scan_header) + scan + b"\xff\xd9")
+
+
+def wait_until(condition, process, seconds=60):
+    """Poll ``condition()`` until it holds; fail with ``process``'s output if it ends first or time runs out."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.02)
+
+
+def start_slow_write(source, out, folder, seconds_per_record, *options, **popen_options):
+    """``python -m tfrecord_tools write SOURCE OUT *options --no-progress``, each record slowed down.
+
+    Runs in a subprocess with :func:`slow_writes_environment` (its files in ``folder``);
+    returned once a shard is being written (its temporary file exists in OUT).
+    """
+    command = [sys.executable, "-m", "tfrecord_tools", "write", str(source), str(out), *options, "--no-progress"]
+    process = subprocess.Popen(command, env=slow_writes_environment(folder, seconds_per_record), cwd=REPO_ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen_options)
+    wait_until(lambda: os.path.isdir(out) and any(name.startswith(".incomplete-") and ".tfrecord-" in name
+                                                  for name in os.listdir(out)), process)
+    return process

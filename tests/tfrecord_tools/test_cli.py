@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 from PIL import Image
@@ -22,7 +21,7 @@ from fakes import (
     image_bytes,
     make_class_folder,
     run_tool,
-    slow_writes_environment,
+    start_slow_write,
     write_file,
     write_records,
 )
@@ -199,15 +198,8 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_finishes(tmp_path):
 
     source = make_class_folder(tmp_path / "src", per_class=4)
     out = tmp_path / "out"
-    arguments = [sys.executable, "-m", "tfrecord_tools", "write", str(source), str(out), "--workers", "2",
-                 "--num-shards", "2", "--no-progress"]
-    process = subprocess.Popen(arguments, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env=slow_writes_environment(tmp_path / "slow", 0.2),
-                               start_new_session=True)
-    deadline = time.monotonic() + 60
-    while not (out.exists() and any(name.startswith(".incomplete-") for name in os.listdir(out))):
-        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
-        time.sleep(0.02)
+    process = start_slow_write(source, out, tmp_path / "slow", 0.2, "--workers", "2", "--num-shards", "2",
+                               start_new_session=True)  # its own process group, as a terminal's job
     os.killpg(process.pid, signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
@@ -219,22 +211,13 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_finishes(tmp_path):
 
 def test_sigterm_stops_a_write_cleanly(tmp_path):
     source = make_class_folder(tmp_path / "src", per_class=40, size=(8, 8))
-    command = [sys.executable, "-m", "tfrecord_tools", "write", str(source), str(tmp_path / "out"), "--workers", "2",
-               "--no-progress"]
-    process = subprocess.Popen(command, env=slow_writes_environment(tmp_path / "slow", 0.05), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while not list((tmp_path / "out").glob(".incomplete-*.tfrecord-*")):
-        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
-        time.sleep(0.05)
+    process = start_slow_write(source, tmp_path / "out", tmp_path / "slow", 0.05, "--workers", "2")
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 143, stderr
     assert "stopped by SIGTERM" in stderr and "leaked" not in stderr and "Traceback" not in stderr
     assert not list((tmp_path / "out").glob(".incomplete-*"))
-    command[-1:] = ["--no-progress"]
-    finished = subprocess.run(command, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
-                              capture_output=True, text=True, timeout=120)
+    finished = run_tool("write", source, tmp_path / "out", "--workers", "2", "--no-progress")
     assert finished.returncode == 0 and "120 images" in finished.stdout, finished.stderr
 
 

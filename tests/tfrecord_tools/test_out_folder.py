@@ -5,8 +5,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
@@ -18,12 +16,12 @@ from tfrecord_tools.__main__ import main
 from tfrecord_tools.sidecar import INCOMPLETE_PREFIX, PROGRESS_NAME, SHARD_NAME_PATTERN
 
 from fakes import (
-    REPO_ROOT,
     make_class_folder,
     make_split_folder,
     read_records,
     rejected_lines,
-    slow_writes_environment,
+    start_slow_write,
+    wait_until,
     write_file,
     write_records,
 )
@@ -120,14 +118,8 @@ def test_an_unlisted_shard_of_ours_is_still_ours(finished, tmp_path):
 def test_a_second_write_into_the_same_folder_stops_at_once(source, tmp_path):
     """Two writes into one folder would mix their shards: the second is refused while the first runs."""
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "tfrecord_tools", "write", str(source), str(out), "--workers", "1",
-               "--num-shards", "3", "--test-fraction", "0", "--no-progress"]
-    first = subprocess.Popen(command, env=slow_writes_environment(tmp_path / "slow", 0.2), cwd=REPO_ROOT,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 30
-    while not (out.exists() and any(name.startswith(INCOMPLETE_PREFIX) for name in os.listdir(out))):
-        assert first.poll() is None and time.monotonic() < deadline, first.communicate()
-        time.sleep(0.02)
+    first = start_slow_write(source, out, tmp_path / "slow", 0.2, "--workers", "1", "--num-shards", "3",
+                             "--test-fraction", "0")
     before = sorted(os.listdir(out))
     with pytest.raises(tfrecord_tools.OutputFolderError, match="another tfrecord_tools write is running"):
         write_records(source, out, num_shards=3, test_fraction=0.0)
@@ -240,15 +232,10 @@ def test_crash_while_writing_the_sidecar_does_not_block_the_rerun(source, tmp_pa
 def test_killed_in_the_middle_then_resumed(source, tmp_path):
     """SIGKILL after the first shard is finished; the re-run keeps it and completes."""
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "tfrecord_tools", "write", str(source), str(out), "--workers", "1",
-               "--num-shards", "3", "--test-fraction", "0", "--no-progress"]
-    process = subprocess.Popen(command, env=slow_writes_environment(tmp_path / "slow", 0.1), cwd=REPO_ROOT,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 30
+    process = start_slow_write(source, out, tmp_path / "slow", 0.1, "--workers", "1", "--num-shards", "3",
+                               "--test-fraction", "0")
     progress = out / PROGRESS_NAME
-    while not (progress.exists() and progress.read_text().count('"file"') >= 1):
-        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
-        time.sleep(0.02)
+    wait_until(lambda: progress.exists() and progress.read_text().count('"file"') >= 1, process)
     time.sleep(0.15)  # well into the second shard (5 records x 0.1 s each)
     process.send_signal(signal.SIGKILL)
     process.communicate()

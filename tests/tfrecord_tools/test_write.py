@@ -10,8 +10,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -23,11 +21,10 @@ from tfrecord_tools.__main__ import main
 from tfrecord_tools.sidecar import INCOMPLETE_PREFIX
 
 from fakes import (
-    REPO_ROOT,
     all_records,
     image_bytes,
     make_class_folder,
-    slow_writes_environment,
+    start_slow_write,
     write_file,
     write_records,
 )
@@ -99,14 +96,7 @@ def test_write_shard_errors_name_the_file(tmp_path):
 def test_worker_killed_during_write_stops_it_with_a_clear_error(source, tmp_path):
     """The out-of-memory killer's SIGKILL to one worker: one line, exit 1, within seconds; a re-run finishes."""
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "tfrecord_tools", "write", str(source), str(out), "--workers", "2",
-               "--num-shards", "2", "--no-progress"]
-    process = subprocess.Popen(command, env=slow_writes_environment(tmp_path / "slow", 0.3), cwd=REPO_ROOT,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while not (out.exists() and any(name.startswith(INCOMPLETE_PREFIX) for name in os.listdir(out))):
-        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
-        time.sleep(0.02)
+    process = start_slow_write(source, out, tmp_path / "slow", 0.3, "--workers", "2", "--num-shards", "2")
     children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
     workers = [int(pid) for pid in children
                if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()

@@ -8,6 +8,7 @@ import pickle
 import shutil
 import tarfile
 import threading
+
 from pathlib import Path
 
 import numpy as np

@@ -152,7 +152,8 @@ def build_parser():
                        "stored in the file, which is what tf.io.decode_jpeg and Keras give)")
     write.add_argument("--overwrite", action="store_true",
                        help="replace a finished dataset in OUT made from other inputs (only our files)")
-    write.add_argument("--no-progress", action="store_true", help="no progress bars")
+    write.add_argument("--no-progress", action="store_true",
+                       help="no progress on stderr (a bar on a terminal, one line per stage otherwise)")
     write.add_argument("--json", action="store_true", help="print the summary as JSON")
 
     verify = commands.add_parser(

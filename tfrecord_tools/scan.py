@@ -225,7 +225,7 @@ def scan_images(source, *, workers=None, on_error="skip", max_pixels=DEFAULT_MAX
     max_pixels : int
         Files with more pixels are rejected before decoding.
     progress : bool
-        Show a progress bar on stderr.
+        Show progress on stderr: a bar on a terminal, else one line when the check ends.
     max_side : int, optional
         Describe images as stored with their longer side at most this (``height``,
         ``width``); see :func:`tfrecord_tools.write_dataset`.

@@ -384,7 +384,7 @@ def write_dataset(src, out, *, test_fraction=None, seed=0, num_shards=None, targ
         Replace a finished dataset in OUT that was made with other inputs or
         settings (only our own files are ever removed).
     progress : bool
-        Show progress bars on stderr.
+        Show progress on stderr: bars on a terminal, else one line per stage (checking, writing).
     val_fraction : float, optional
         Share held out as ``validation`` (default 0), as ``test_fraction``.
     max_side : int, optional

@@ -23,7 +23,7 @@ one runs ``python -m tfrecord_tools write ...`` as a subprocess instead.
 
 __version__ = "1.1.0"
 
-from .encode import DEFAULT_MAX_PIXELS, SUPPORTED_FORMATS, sniff_format
+from .encode import DEFAULT_MAX_PIXELS
 from .errors import (
     BadImageError,
     ImageWriteError,
@@ -35,10 +35,12 @@ from .errors import (
     VerifyError,
     WorkerDiedError,
 )
-from .info import contact_sheet, dataset_info, format_info
+from .info import dataset_info, format_info
 from .record_io import iter_records, parse_example_bytes, serialize_example
 from .scan import ImageFile, Rejected, ScanResult, scan_images
+from .sheet import contact_sheet
 from .sidecar import FEATURES, parse_shard_name, read_sidecar, shard_file_name
+from .sniff import SUPPORTED_FORMATS, sniff_format
 from .verify import VerifyReport, verify
 from .write import format_summary, write_dataset
 

@@ -29,7 +29,7 @@ import signal
 import sys
 
 from . import __version__, errors
-from .errors import OptionError, TFRecordToolsError, VerifyError
+from .errors import OptionError, TFRecordToolsError, printable_lines
 
 _WRITE_EXAMPLE = """example:
   python -m tfrecord_tools write oregon_wildlife wildlife_tfrecords --test-fraction 0.2 --seed 0 --workers 2
@@ -152,7 +152,8 @@ def build_parser():
                        "stored in the file, which is what tf.io.decode_jpeg and Keras give)")
     write.add_argument("--overwrite", action="store_true",
                        help="replace a finished dataset in OUT made from other inputs (only our files)")
-    write.add_argument("--no-progress", action="store_true", help="no progress bars")
+    write.add_argument("--no-progress", action="store_true",
+                       help="no progress on stderr (a bar on a terminal, one line per stage otherwise)")
     write.add_argument("--json", action="store_true", help="print the summary as JSON")
 
     verify = commands.add_parser(
@@ -186,10 +187,13 @@ def build_parser():
 
 
 def _print(text, file=None):
-    """print, but a reader that stopped reading (``info OUT | head -1``) ends the output quietly."""
+    """print, escaping what a terminal would not show (:func:`~tfrecord_tools.errors.printable`).
+
+    A reader that stopped reading (``info OUT | head -1``) ends the output quietly.
+    """
     file = sys.stdout if file is None else file
     try:
-        print(text, file=file, flush=True)
+        print(printable_lines(text), file=file, flush=True)
     except BrokenPipeError:
         # Nothing more can be shown; send the rest (and the flush at exit) nowhere.
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -218,7 +222,8 @@ def _run(arguments):
         report = verify(arguments.out, workers=arguments.workers, raise_on_error=False)
         _print(report.format())
         return 0 if report.ok else 1
-    from .info import contact_sheet, dataset_info, format_info
+    from .info import dataset_info, format_info
+    from .sheet import contact_sheet
 
     information = dataset_info(arguments.out)
     _print(json.dumps(information, indent=2) if arguments.json else format_info(information))
@@ -260,18 +265,15 @@ def main(argv=None):
         return _run(arguments)
     except OptionError as error:  # an argument out of range, found by the library: a usage error
         command_parser.error(str(error))
-    except VerifyError as error:
-        print(f"tfrecord_tools {arguments.command}: error: {error}", file=sys.stderr)
-        return 1
-    except TFRecordToolsError as error:
-        print(f"tfrecord_tools {arguments.command}: error: {error}", file=sys.stderr)
+    except TFRecordToolsError as error:  # VerifyError included
+        _print(f"tfrecord_tools {arguments.command}: error: {error}", file=sys.stderr)
         return 1
     except OSError as error:  # disk full, permission denied, ...: name the file, no traceback
         where = f"{error.filename}: " if error.filename else ""
         hint = ""
         if error.errno in (errno.ENOSPC, errno.EDQUOT):
             hint = f"; free some space, then{rerun or ' run the same command again'}"
-        print(f"tfrecord_tools {arguments.command}: error: {where}{error.strerror or error}{hint}", file=sys.stderr)
+        _print(f"tfrecord_tools {arguments.command}: error: {where}{error.strerror or error}{hint}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"tfrecord_tools {arguments.command}: interrupted;{rerun or ' nothing was changed'}", file=sys.stderr)

@@ -1,7 +1,8 @@
-"""Exceptions that carry a message meant for a person, not a traceback.
+"""Exceptions that carry a message meant for a person, and the helpers that word what a person reads.
 
 The command line prints ``str(error)`` of any :class:`TFRecordToolsError` and
 exits non-zero; library callers can catch the base class or a specific one.
+Every name from the file system reaches a person through :func:`printable`.
 """
 
 
@@ -56,3 +57,34 @@ class OptionError(ValueError):
 def option_name(flag, keyword):
     """``--overwrite`` on the command line, ``overwrite=True`` in Python: how to ask for an option."""
     return flag if _speaking_to_command_line else keyword
+
+
+def printable(text, code_points=False):
+    """``text`` with each character a terminal would not show as itself written as an escape.
+
+    Class and file names come from the file system: a name may hold bytes that are
+    not UTF-8 (kept as surrogates, shown as ``\\xff``, the byte), control
+    characters (an escape sequence that sets the terminal's title or clears the
+    screen: ``\\x1b``), invisible ones (``\\u200b``) or a line break (``\\n``).
+    Letters of any script stay as they are (``Ñandú``, ``猫``), unless
+    ``code_points`` is true: then every character beyond ASCII is escaped too, to
+    tell apart names that print alike (``ｄｏｇ`` is ``\\uff44\\uff4f\\uff47``).
+    """
+    if text.isprintable() and (text.isascii() or not code_points):
+        return text
+    return "".join(
+        character if character.isprintable() and (character.isascii() or not code_points)
+        else f"\\x{ord(character) - 0xDC00:02x}" if 0xDC80 <= ord(character) <= 0xDCFF  # an undecodable byte
+        else ascii(character)[1:-1]
+        for character in text
+    )
+
+
+def quoted(name, code_points=False):
+    """A name in quotes, through :func:`printable`: spaces at its ends stay visible (``'cat '``)."""
+    return f"'{printable(name, code_points)}'"
+
+
+def printable_lines(text):
+    """:func:`printable` for each line of ``text`` (the line breaks stay)."""
+    return "\n".join(printable(line) for line in text.split("\n"))

@@ -3,7 +3,7 @@
 The pipeline :func:`load` builds, and why each step is there::
 
     shard file names (from dataset.json, not a glob: unfinished shards never match)
-    -> shard(num_input_pipelines, input_pipeline_id)   each worker of a multi-worker job reads its own files
+    -> shard(pipelines, pipeline id)                   each worker of a multi-worker job reads its own files
     -> shuffle(file names)                             a new file order every epoch (train only)
     -> interleave(TFRecordDataset)                     records from several files in turn
     -> shuffle(records)                                records are small: shuffle before decoding
@@ -21,21 +21,23 @@ With ``cache`` the decoded (cropped, resized) images are cached one by one and
 the record shuffle moves after the cache, so each epoch still gets a new order
 without decoding again.
 
-Two choices were made by measurement (``benchmarks/tfrecord_speed.py`` and the
-numbers in :func:`load`'s docstring, 2-core machine, 2026-11-25):
+Two choices were made by measurement (``benchmarks/tfrecord_speed.py``, 2-core
+machine, 2026-11-25):
 
-* Shards are interleaved in one thread unless ``parallel_reads=True``. Parallel
-  reads pay off on network storage; from a local disk one thread keeps up, and
-  handing single records between threads costs more than it saves (CIFAR-10,
-  decode included: 73,000 records/s in one thread, 48,000 in parallel).
-* tf.data's autotuner is off unless ``autotune=True``. On 2 cores it left one
-  core idle in about 4 passes out of 10 (decoding then ran at half speed:
-  39,000 instead of 65,000-76,000 images/s for CIFAR, 627 instead of 1,250 for
-  photos), even with fixed ``num_parallel_calls``; with it off, every pass used
-  both cores. Off, an ``AUTOTUNE`` parallelism means ``min(16, CPU cores)``
-  threads, which is what a decode-bound reader wants, and ``prefetch`` still
-  sizes its buffer itself. The option carries over to maps a user adds after
-  :func:`load`.
+* Shards are interleaved in one thread. Parallel reads pay off on network
+  storage; from a local disk one thread keeps up, and handing single records
+  between threads costs more than it saves (CIFAR-10, decode included: 73,000
+  records/s in one thread, 48,000 in parallel). For files on GCS or NFS, build
+  a pipeline of your own from :func:`shard_files` and :func:`parse_example`.
+* tf.data's autotuner is off. On 2 cores it left one core idle in about 4
+  passes out of 10 (decoding then ran at half speed: 39,000 instead of
+  65,000-76,000 images/s for CIFAR, 627 instead of 1,250 for photos), even with
+  fixed ``num_parallel_calls``; with it off, every pass used both cores. Off, an
+  ``AUTOTUNE`` parallelism means ``min(16, CPU cores)`` threads, which is what a
+  decode-bound reader wants, and ``prefetch`` still sizes its buffer itself.
+  The option carries over to maps a user adds after :func:`load`; a
+  ``dataset.with_options(options)`` with ``options.autotune.enabled = True``
+  turns it on again (the later option wins).
 """
 
 import hashlib
@@ -43,7 +45,16 @@ import json
 import numbers
 import os
 
-import tensorflow as tf
+try:
+    import tensorflow as tf
+except ModuleNotFoundError as missing:
+    if missing.name != "tensorflow":
+        raise
+    # Writing, verifying and info work without TensorFlow; reading with tf.data does not.
+    raise ModuleNotFoundError(
+        "tfrecord_tools.load() and parse_example() read with tf.data, and TensorFlow is not installed: "
+        "python -m pip install tensorflow (or, for tfrecord_tools from this checkout: "
+        "python -m pip install \".[tensorflow]\")", name="tensorflow") from None
 
 from .errors import TFRecordToolsError
 from .sidecar import FEATURES, read_sidecar
@@ -57,6 +68,8 @@ FEATURE_DESCRIPTION = {
     for name, spec in FEATURES.items()
 }
 LABEL_MODES = ("int", "categorical", "binary", None)
+#: Records parsed per ``tf.io.parse_example`` call when small images are decoded a batch at a time.
+_PARSE_BATCH_SIZE = 256
 # Reading only what load() needs keeps parsing cheap.
 _TRAINING_FEATURES = {
     name: FEATURE_DESCRIPTION[name] for name in ("image/encoded", "image/height", "image/width", "image/class/label")
@@ -121,8 +134,6 @@ def _crop_window(height, width, crop):
 
 def _check_crop(crop, size, split):
     """Refuse a crop window that some image of the split cannot hold (it would fail mid-epoch)."""
-    if not all(isinstance(value, numbers.Integral) and not isinstance(value, bool) for value in crop):
-        raise ValueError(f"crop must be (y, x, height, width) in whole pixels, got {crop!r}")
     y, x, height, width = window = tuple(int(value) for value in crop)
     if y < 0 or x < 0 or height < 1 or width < 1:
         raise ValueError(f"crop (y, x, height, width) needs y, x >= 0 and height, width >= 1, got {window}")
@@ -142,38 +153,81 @@ def _whole(value):
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def _check_arguments(batch_size, image_size, shuffle_buffer, parse_batch_size, label_mode, num_classes):
-    if batch_size is not None and (not _whole(batch_size) or batch_size < 1):
-        raise ValueError(f"batch_size must be a whole number of at least 1, or None for single images; "
-                         f"got {batch_size!r}")
-    if image_size is not None and (
-        isinstance(image_size, str | bytes) or not hasattr(image_size, "__len__") or len(image_size) != 2
-        or not all(_whole(side) and side >= 1 for side in image_size)
-    ):
-        raise ValueError(f"image_size must be (height, width) in whole pixels of at least 1, got {image_size!r}")
-    for name, value in (("shuffle_buffer", shuffle_buffer), ("parse_batch_size", parse_batch_size)):
-        if not _whole(value) or value < 1:
-            raise ValueError(f"{name} must be a whole number of at least 1, got {value!r}")
+def _refuse(name, value, expected, error=ValueError):
+    """A one-line error naming the argument, its value and what is expected."""
+    raise error(f"load(): {name} must be {expected}, got {value!r}")
+
+
+def _check_arguments(split, batch_size, image_size, crop, shuffle, seed, shuffle_buffer, cache, channels, dtype,
+                     drop_remainder, label_mode, input_context):
+    """Refuse, before any graph is built, an argument that cannot work (TypeError: wrong type, ValueError: value)."""
+    if not isinstance(split, str):
+        _refuse("split", split, "a split name such as 'train'", TypeError)
+    if batch_size is not None:
+        if not _whole(batch_size):
+            _refuse("batch_size", batch_size, "a whole number of at least 1, or None for single images", TypeError)
+        if batch_size < 1:
+            _refuse("batch_size", batch_size, "a whole number of at least 1, or None for single images")
+    if image_size is not None:
+        if isinstance(image_size, str | bytes) or not isinstance(image_size, list | tuple) or not all(
+                _whole(side) for side in image_size):
+            _refuse("image_size", image_size, "(height, width) in whole pixels of at least 1", TypeError)
+        if len(image_size) != 2 or not all(side >= 1 for side in image_size):
+            _refuse("image_size", image_size, "(height, width) in whole pixels of at least 1")
+    if crop is not None and crop != "center":
+        if not isinstance(crop, list | tuple) or not all(_whole(value) for value in crop):
+            _refuse("crop", crop, "'center' or (y, x, height, width) in whole pixels", TypeError)
+        if len(crop) != 4:
+            _refuse("crop", crop, "'center' or (y, x, height, width) in whole pixels")
+    if shuffle is not None and not isinstance(shuffle, bool):
+        _refuse("shuffle", shuffle, "True, False or None (shuffle the train split only)", TypeError)
+    if seed is not None and not _whole(seed):
+        _refuse("seed", seed, "a whole number or None", TypeError)
+    if not _whole(shuffle_buffer):
+        _refuse("shuffle_buffer", shuffle_buffer, "a whole number of at least 1", TypeError)
+    if shuffle_buffer < 1:
+        _refuse("shuffle_buffer", shuffle_buffer, "a whole number of at least 1")
+    if not isinstance(cache, bool | str | os.PathLike):
+        _refuse("cache", cache, "True, False or a file path", TypeError)
+    if not isinstance(cache, bool):
+        folder = os.path.dirname(os.path.abspath(os.fspath(cache)))
+        if not os.fspath(cache) or not os.path.isdir(folder):
+            _refuse("cache", cache, f"a file path in an existing folder (the folder {folder} does not exist)")
+    if not _whole(channels):
+        _refuse("channels", channels, "1 or 3", TypeError)
+    if channels not in (1, 3):
+        _refuse("channels", channels, "1 or 3")
+    if not isinstance(dtype, str):
+        _refuse("dtype", dtype, "'uint8' or 'float32'", TypeError)
+    if dtype not in ("uint8", "float32"):
+        _refuse("dtype", dtype, "'uint8' or 'float32'")
+    if not isinstance(drop_remainder, bool):
+        _refuse("drop_remainder", drop_remainder, "True or False", TypeError)
     if label_mode not in LABEL_MODES:
-        raise ValueError(f"label_mode must be 'int', 'categorical', 'binary' or None, got {label_mode!r}")
-    if label_mode == "binary" and num_classes != 2:
-        raise ValueError(f"label_mode='binary' needs 2 classes; this dataset has {num_classes}: use 'categorical' "
-                         "or 'int'")
+        _refuse("label_mode", label_mode, "'int', 'categorical', 'binary' or None")
+    if input_context is not None and not isinstance(input_context, tf.distribute.InputContext):
+        _refuse("input_context", input_context,
+                "the tf.distribute.InputContext that strategy.distribute_datasets_from_function passes, or None",
+                TypeError)
 
 
-def _cache_path(cache, out, split, sidecar, settings):
-    """The cache file for these records and settings: a rewritten OUT gets a new cache, never the old one."""
+def _cache_path(cache, out, split, shards, settings):
+    """The cache file for these records and settings.
+
+    The name carries a digest of the shards this pipeline reads (their SHA-256,
+    so a rewritten OUT, or another input pipeline, never gets these images) and
+    of the settings.
+    """
     identity = json.dumps(
-        [os.path.realpath(os.fspath(out)), split, [shard["sha256"] for shard in sidecar["splits"][split]["shards"]],
-         settings], sort_keys=True, default=str,
+        [os.path.realpath(os.fspath(out)), split, [shard["sha256"] for shard in shards], settings],
+        sort_keys=True, default=str,
     )
     return f"{os.fspath(cache)}.{hashlib.sha256(identity.encode()).hexdigest()[:16]}"
 
 
 def load(out, split, *, batch_size=32, image_size=None, crop=None, shuffle=None, seed=None,
-         shuffle_buffer=10_000, cache=False, channels=3, dtype="uint8", num_input_pipelines=1,
-         input_pipeline_id=0, drop_remainder=False, parse_batch_size=256, parallel_reads=False, autotune=False,
-         label_mode="int", input_context=None):
+         shuffle_buffer=10_000, cache=False, channels=3, dtype="uint8", drop_remainder=False, label_mode="int",
+         input_context=None):
     """A ``tf.data.Dataset`` of ``(images, labels)`` batches read from the shards.
 
     Parameters
@@ -203,27 +257,16 @@ def load(out, split, *, batch_size=32, image_size=None, crop=None, shuffle=None,
         Records (or, with ``cache``, decoded images) in the shuffle buffer.
     cache : bool or str
         Cache decoded (and cropped/resized) images in memory (True) or in files
-        starting with this path. The files' names carry a digest of the shards
-        (their SHA-256 in ``dataset.json``) and of the settings, so a rewritten
-        OUT or other settings never get the images of an old cache.
+        starting with this path, in a folder that exists. The files' names carry
+        a digest of the shards this pipeline reads (their SHA-256 in
+        ``dataset.json``) and of the settings, so a rewritten OUT, another input
+        pipeline or other settings never get the images of an old cache.
     channels : int
         1 or 3 channels in the output.
     dtype : {"uint8", "float32"}
         ``uint8`` in [0, 255], or ``float32`` scaled to [0, 1].
-    num_input_pipelines, input_pipeline_id : int
-        For multi-worker training: this pipeline reads shards ``id, id + n, ...``.
-        Taken from ``input_context`` when that is given.
     drop_remainder : bool
         Drop a last, smaller batch.
-    parse_batch_size : int
-        Records parsed per ``tf.io.parse_example`` call.
-    parallel_reads : bool
-        Read the shards in parallel threads: for network storage (GCS, NFS). From
-        a local disk one thread is faster (see the module docstring).
-    autotune : bool
-        Leave tf.data's autotuner on (``tf.data.Options().autotune.enabled``).
-        Off by default: on small machines it sometimes leaves a core idle (see the
-        module docstring).
     label_mode : {"int", "categorical", "binary", None}
         As in ``keras.utils.image_dataset_from_directory``: int64 class indices,
         float32 one-hot vectors ``(batch, classes)``, float32 0/1 ``(batch, 1)``
@@ -231,7 +274,8 @@ def load(out, split, *, batch_size=32, image_size=None, crop=None, shuffle=None,
     input_context : tf.distribute.InputContext, optional
         What ``strategy.distribute_datasets_from_function`` passes to its
         function: the shards are then split by file between the input pipelines
-        (workers), and ``batch_size`` is divided between the replicas.
+        (workers; pipeline ``i`` of ``n`` reads shards ``i, i + n, ...``), and
+        ``batch_size`` is divided between the replicas.
 
     Returns
     -------
@@ -240,38 +284,37 @@ def load(out, split, *, batch_size=32, image_size=None, crop=None, shuffle=None,
         ``dtype``, labels as ``label_mode`` says (without the batch axis if
         ``batch_size`` is None). ``dataset.class_names`` lists the class names
         in label order, as Keras's folder loader does (it is lost by later
-        ``map``/``batch`` calls, which return new datasets).
+        ``map``/``batch`` calls, which return new datasets). tf.data's autotuner
+        is off (see the module docstring).
 
     Raises
     ------
-    TFRecordToolsError, SidecarError, ValueError
-        Unknown split, missing shard, or arguments that cannot work.
+    TFRecordToolsError, SidecarError
+        Unknown split, missing shard, damaged ``dataset.json``.
+    TypeError, ValueError
+        An argument of the wrong type or value (one line naming it), or one that
+        cannot work with this split (a crop window that does not fit, mixed image
+        sizes without ``image_size``, more input pipelines than shards).
     """
+    _check_arguments(split, batch_size, image_size, crop, shuffle, seed, shuffle_buffer, cache, channels, dtype,
+                     drop_remainder, label_mode, input_context)
     sidecar = read_sidecar(out)
     files = shard_files(out, split)
     shards = sidecar["splits"][split]["shards"]
     class_names = list(sidecar["classes"])
-    _check_arguments(batch_size, image_size, shuffle_buffer, parse_batch_size, label_mode, len(class_names))
+    if label_mode == "binary" and len(class_names) != 2:
+        raise ValueError(f"label_mode='binary' needs 2 classes; this dataset has {len(class_names)}: use "
+                         "'categorical' or 'int'")
+    pipelines, pipeline_id = 1, 0
     if input_context is not None:
-        if (num_input_pipelines, input_pipeline_id) != (1, 0):
-            raise ValueError("pass input_context or num_input_pipelines/input_pipeline_id, not both")
-        num_input_pipelines = input_context.num_input_pipelines
-        input_pipeline_id = input_context.input_pipeline_id
+        pipelines, pipeline_id = input_context.num_input_pipelines, input_context.input_pipeline_id
         if batch_size is not None:
             batch_size = input_context.get_per_replica_batch_size(batch_size)
-    if channels not in (1, 3):
-        raise ValueError(f"channels must be 1 or 3, got {channels}")
-    if dtype not in ("uint8", "float32"):
-        raise ValueError(f"dtype must be 'uint8' or 'float32', got {dtype!r}")
-    if not 0 <= input_pipeline_id < num_input_pipelines:
-        raise ValueError(f"input_pipeline_id must be in [0, {num_input_pipelines}), got {input_pipeline_id}")
-    if num_input_pipelines > len(files):
+    if pipelines > len(files):
         raise ValueError(
-            f"{num_input_pipelines} input pipelines but split {split!r} has only {len(files)} shard(s); "
+            f"{pipelines} input pipelines but split {split!r} has only {len(files)} shard(s); "
             "write it with --num-shards at least the number of pipelines"
         )
-    if crop is not None and crop != "center" and (not isinstance(crop, list | tuple) or len(crop) != 4):
-        raise ValueError(f"crop must be 'center' or (y, x, height, width), got {crop!r}")
     size = sidecar["splits"][split].get("image_size") or {}
     if crop not in (None, "center"):
         _check_crop(crop, size, split)
@@ -285,11 +328,13 @@ def load(out, split, *, batch_size=32, image_size=None, crop=None, shuffle=None,
     # A seeded shuffle promises the same order every time: parallel steps must then keep theirs.
     deterministic = not shuffle or seed is not None
     resize_to = tuple(int(side) for side in image_size) if image_size is not None else None
+    chosen = list(range(len(files)))[pipeline_id::pipelines]
     cache_file = None
     if cache is True:
         cache_file = ""
     elif cache:
-        cache_file = _cache_path(cache, out, split, sidecar, [crop, resize_to, channels, dtype])
+        cache_file = _cache_path(cache, out, split, [shards[index] for index in chosen],
+                                 [crop, resize_to, channels, dtype])
 
     # Size of the decoded (and cropped) image when it is the same for every record.
     decoded_size = None
@@ -306,19 +351,13 @@ def load(out, split, *, batch_size=32, image_size=None, crop=None, shuffle=None,
     # time in libjpeg, where tf.data's parallel map over single images is faster.
     vectorised = decoded_size is not None and decoded_size[0] * decoded_size[1] <= 128 * 128
 
-    chosen = list(range(len(files)))[input_pipeline_id::num_input_pipelines]
     record_count = sum(shards[index]["images"] for index in chosen)
     dataset = tf.data.Dataset.from_tensor_slices(files)
-    if num_input_pipelines > 1:
-        dataset = dataset.shard(num_input_pipelines, input_pipeline_id)
+    if pipelines > 1:
+        dataset = dataset.shard(pipelines, pipeline_id)
     if shuffle:
         dataset = dataset.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.interleave(
-        tf.data.TFRecordDataset,
-        cycle_length=max(1, min(len(chosen), 8)),
-        num_parallel_calls=AUTOTUNE if parallel_reads else None,
-        deterministic=deterministic if parallel_reads else None,
-    )
+    dataset = dataset.interleave(tf.data.TFRecordDataset, cycle_length=max(1, min(len(chosen), 8)))
     dataset = dataset.apply(tf.data.experimental.assert_cardinality(record_count))
 
     def decode_only(encoded, height, width):
@@ -357,7 +396,7 @@ def load(out, split, *, batch_size=32, image_size=None, crop=None, shuffle=None,
     if cache_file is not None:
         # Decode once, cache single images, then shuffle and batch every epoch anew.
         if vectorised:
-            dataset = dataset.batch(parse_batch_size).map(decode_batch, num_parallel_calls=AUTOTUNE).unbatch()
+            dataset = dataset.batch(_PARSE_BATCH_SIZE).map(decode_batch, num_parallel_calls=AUTOTUNE).unbatch()
             dataset = dataset.apply(tf.data.experimental.assert_cardinality(record_count))
         else:
             dataset = dataset.map(decode_record, num_parallel_calls=AUTOTUNE)
@@ -366,12 +405,12 @@ def load(out, split, *, batch_size=32, image_size=None, crop=None, shuffle=None,
             dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
         if batch_size is not None:
             dataset = dataset.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
-        return _finish(dataset, autotune, label_mode, class_names)
+        return _finish(dataset, label_mode, class_names)
 
     if shuffle:  # records are small: shuffle them before decoding
         dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     if vectorised:
-        dataset = dataset.batch(batch_size or parse_batch_size, drop_remainder=drop_remainder and bool(batch_size))
+        dataset = dataset.batch(batch_size or _PARSE_BATCH_SIZE, drop_remainder=drop_remainder and bool(batch_size))
         dataset = dataset.map(decode_batch, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
         if batch_size is None:
             dataset = dataset.unbatch().apply(tf.data.experimental.assert_cardinality(record_count))
@@ -379,10 +418,10 @@ def load(out, split, *, batch_size=32, image_size=None, crop=None, shuffle=None,
         dataset = dataset.map(decode_record, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
         if batch_size is not None:
             dataset = dataset.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
-    return _finish(dataset, autotune, label_mode, class_names)
+    return _finish(dataset, label_mode, class_names)
 
 
-def _finish(dataset, autotune_enabled, label_mode, class_names):
+def _finish(dataset, label_mode, class_names):
     """Labels as ``label_mode`` asks, prefetch, options, and ``.class_names``."""
     if label_mode == "categorical":
         dataset = dataset.map(lambda images, labels: (images, tf.one_hot(labels, len(class_names))))
@@ -391,7 +430,7 @@ def _finish(dataset, autotune_enabled, label_mode, class_names):
     elif label_mode is None:
         dataset = dataset.map(lambda images, labels: images)
     options = tf.data.Options()
-    options.autotune.enabled = autotune_enabled
+    options.autotune.enabled = False  # see the module docstring
     dataset = dataset.prefetch(AUTOTUNE).with_options(options)
     dataset.class_names = class_names
     return dataset

@@ -1,4 +1,4 @@
-"""Names of the files in OUT, the feature spec, and reading/writing ``dataset.json``.
+"""OUT's file names, the records' features, and ``dataset.json``: what it holds, writing and reading it.
 
 OUT after a finished ``write``::
 
@@ -17,10 +17,13 @@ Operating-system metadata files (``.DS_Store``, ``Thumbs.db``, ``desktop.ini``)
 in OUT are neither ours nor in the way: ``write`` leaves them alone.
 """
 
+import collections
 import json
 import os
 import re
 
+from . import __version__
+from .encode import RESIZE_FILTER, RESIZE_JPEG_QUALITY
 from .errors import SidecarError
 
 SIDECAR_NAME = "dataset.json"
@@ -131,6 +134,11 @@ def write_in_progress(out):
     return False
 
 
+def is_hex_digest(value):
+    """True for a SHA-256 as ``dataset.json`` records it: 64 lowercase hex digits."""
+    return isinstance(value, str) and len(value) == 64 and all(character in "0123456789abcdef" for character in value)
+
+
 def _is_count(value):
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
@@ -141,7 +149,11 @@ def sidecar_problems(sidecar):
     Only the structure that ``load``, ``verify`` and ``info`` rely on is checked:
     ``classes`` a list of names, ``splits`` a mapping of split name to ``images``,
     ``bytes``, ``class_counts`` and ``shards`` (each with ``file``, ``images``,
-    ``bytes``, ``sha256``, ``class_counts``), ``image_size`` null or four sizes.
+    ``bytes``, ``sha256`` of 64 hex digits, ``class_counts``), ``image_size`` null
+    or four sizes. Each shard is named for its split and place
+    (``train.tfrecord-00001-of-00004`` is the second of train's four) and listed
+    once: a shard listed twice, or under another split, would be read twice or
+    into the wrong split.
     """
     if not isinstance(sidecar, dict):
         return [f"expected a JSON object, found {type(sidecar).__name__}"]
@@ -152,6 +164,7 @@ def sidecar_problems(sidecar):
     splits = sidecar.get("splits")
     if not isinstance(splits, dict):
         return problems + [f"'splits' is not an object of split name to split (found {type(splits).__name__})"]
+    listed = set()  # shard file names seen
     for split, entry in splits.items():
         where = f"split {split!r}"
         if not isinstance(entry, dict):
@@ -178,16 +191,25 @@ def sidecar_problems(sidecar):
             name = shard.get("file")
             if not isinstance(name, str) or parse_shard_name(name) is None or os.path.basename(name) != name:
                 problems.append(f"{where} shard {position}: 'file' is {name!r}, expected a name like "
-                                f"{shard_file_name(split, 0, 4)}")
+                                f"{shard_file_name(split, position, len(shards))}")
+            elif parse_shard_name(name)[0] != split:
+                problems.append(f"{where} lists {name}, a shard of split {parse_shard_name(name)[0]!r}")
+            elif name in listed:
+                problems.append(f"{where} lists {name} twice: each shard is read once")
+            else:
+                listed.add(name)
             for key in ("images", "bytes"):
                 if not _is_count(shard.get(key)):
                     problems.append(f"{where} shard {name or position}: '{key}' is missing or not a whole number")
-            digest = shard.get("sha256")
-            if not isinstance(digest, str) or len(digest) != 64:
+            if not is_hex_digest(shard.get("sha256")):
                 problems.append(f"{where} shard {name or position}: 'sha256' is missing or not 64 hex digits")
             shard_counts = shard.get("class_counts")
             if not isinstance(shard_counts, dict) or not all(_is_count(count) for count in shard_counts.values()):
                 problems.append(f"{where} shard {name or position}: 'class_counts' is missing or not an object")
+        expected = [shard_file_name(split, index, len(shards)) for index in range(len(shards))]
+        names = [shard.get("file") if isinstance(shard, dict) else None for shard in shards]
+        if not problems and names != expected:
+            problems.append(f"{where} lists the shards {', '.join(map(str, names))}, expected {', '.join(expected)}")
     return problems
 
 
@@ -236,3 +258,137 @@ def is_tfrecord_tools_sidecar(path):
     except (OSError, ValueError):
         return False
     return isinstance(content, dict) and content.get("tool") == "tfrecord_tools"
+
+
+# ---------------------------------------------------------------------------
+# Describing a finished write
+
+
+def _size_range(images):
+    if not images:
+        return None
+    return {
+        "min_height": min(image.height for image in images),
+        "max_height": max(image.height for image in images),
+        "min_width": min(image.width for image in images),
+        "max_width": max(image.width for image in images),
+    }
+
+
+def _duplicates(splits):
+    by_hash = collections.defaultdict(list)
+    for split, images in splits.items():
+        for image in images:
+            by_hash[image.sha256].append((split, image.relative_path, image.class_name))
+    across, conflicting, within_groups = [], [], 0
+    for sha256, members in sorted(by_hash.items()):
+        if len(members) < 2:
+            continue
+        files = sorted(f"{split}:{path}" for split, path, _ in members)
+        if len({class_name for _, _, class_name in members}) > 1:
+            conflicting.append({"sha256": sha256, "files": files})
+        if len({split for split, _, _ in members}) > 1:
+            across.append({"sha256": sha256, "files": files})
+        else:
+            within_groups += 1
+    across.sort(key=lambda group: group["files"])
+    conflicting.sort(key=lambda group: group["files"])
+    return {
+        "across_splits_count": len(across),
+        "across_splits": across[:100],  # the first 100 groups; the count says how many there are
+        "within_split_groups": within_groups,
+        # The same bytes under two class names, in one split or across splits: one label is wrong.
+        "conflicting_labels_count": len(conflicting),
+        "conflicting_labels": conflicting[:100],
+    }
+
+
+def build_sidecar(scan, splits, plans, shard_results, options, warnings=()):
+    """The content of ``dataset.json`` (no timings and no absolute paths, so it too is reproducible).
+
+    Parameters
+    ----------
+    scan : ScanResult
+    splits : dict[str, list of ImageFile]
+        From :func:`tfrecord_tools.plan.split_images`.
+    plans : list of dict
+        From :func:`tfrecord_tools.plan.plan_shards`.
+    shard_results : dict
+        Shard file name to what writing it gave (``file``, ``images``, ``bytes``,
+        ``sha256``, ``class_counts``, ``plan_sha256``).
+    options : WriteOptions
+        The write's settings (:class:`tfrecord_tools.write.WriteOptions`).
+    warnings : list of str
+    """
+    split_entries = {}
+    for split, images in splits.items():
+        shards = [shard_results[plan["file"]] for plan in plans if plan["split"] == split]
+        class_counts = dict.fromkeys(scan.class_names, 0)
+        for image in images:
+            class_counts[image.class_name] += 1
+        split_entries[split] = {
+            "images": len(images),
+            "bytes": sum(shard["bytes"] for shard in shards),
+            "class_counts": class_counts,
+            "image_size": _size_range(images),
+            "shards": [
+                {key: shard[key] for key in ("file", "images", "bytes", "sha256", "class_counts", "plan_sha256")}
+                for shard in shards
+            ],
+        }
+    reencoded = collections.Counter(
+        f"{image.source_format}/{image.mode}" for image in scan.images if image.reencode
+    )
+    rejected = collections.Counter(item.category for item in scan.rejected)
+    multi_frame = sorted(image.relative_path for image in scan.images if image.frames > 1)
+    stored_as = options.stored_as
+    max_side = stored_as.get("max_side")
+    return {
+        "tool": "tfrecord_tools",
+        "tool_version": __version__,
+        "format_version": FORMAT_VERSION,
+        "source": os.path.basename(scan.source.rstrip(os.sep)) or scan.source,
+        "layout": scan.layout,
+        "seed": options.seed,
+        "test_fraction": options.test_fraction if scan.layout == "classes" else None,
+        "val_fraction": options.val_fraction if scan.layout == "classes" else None,
+        "jpeg_quality": options.reencode_quality,
+        "strict_jpeg_check": True,
+        "resize": None if max_side is None else {
+            "max_side": max_side,
+            "filter": RESIZE_FILTER,
+            "jpeg_quality": stored_as.get("jpeg_quality", RESIZE_JPEG_QUALITY),
+            "resized_images": sum(image.resized for image in scan.images),
+        },
+        "exif_orientation_applied": bool(stored_as.get("apply_orientation")),
+        "max_pixels": options.max_pixels,
+        "classes": scan.class_names,
+        "label_to_index": scan.label_to_index,
+        "features": FEATURES,
+        "splits": split_entries,
+        "totals": {
+            "images": sum(entry["images"] for entry in split_entries.values()),
+            "bytes": sum(entry["bytes"] for entry in split_entries.values()),
+            "shards": len(plans),
+            "rejected": len(scan.rejected),
+            "reencoded": sum(reencoded.values()),
+            "multi_frame": len(multi_frame),
+        },
+        "empty_classes": [name for name, count in scan.class_counts().items() if count == 0],
+        "reencoded_by_source": dict(sorted(reencoded.items())),
+        "rejected_by_category": dict(sorted(rejected.items())),
+        "rejected_file": REJECTED_NAME,
+        # Animated GIF/WebP/PNG and multi-page TIFF: only the first frame or page is stored.
+        "multi_frame_files": multi_frame[:100],
+        "duplicates": _duplicates(splits),
+        "warnings": list(warnings),
+    }
+
+
+def write_rejected(out, rejected):
+    """``rejected.jsonl``: one JSON line per file not written (``path``, ``category``, ``reason``)."""
+    temporary = incomplete_path(os.path.join(out, REJECTED_NAME))  # removed by the next write if we crash
+    with open(temporary, "w", encoding="ascii") as handle:
+        for item in rejected:
+            handle.write(json.dumps(item.as_json(), ensure_ascii=True) + "\n")
+    os.replace(temporary, os.path.join(out, REJECTED_NAME))

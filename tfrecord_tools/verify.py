@@ -1,11 +1,14 @@
 """Re-read every shard and check it against ``dataset.json``.
 
-For each shard listed in the sidecar, :func:`verify`
+The sidecar itself must be whole (:func:`~tfrecord_tools.sidecar.read_sidecar`:
+each shard listed once, under its own split, with a SHA-256 of 64 hex digits),
+and every shard's plan digest must be 64 hex digits too (a re-run of ``write``
+compares it). Then, for each shard listed in the sidecar, :func:`verify`
 
 1. checks the file exists, its size, and its SHA-256;
 2. walks every record and checks both TFRecord CRC-32C checksums;
 3. parses every Example and checks that all features are present with one value;
-4. decodes every image (Pillow, fully) and checks format, height, width and
+4. decodes every image (strictly, as ``write`` checks it) and checks format, height, width and
    channels against the features, and that each JPEG ends with its
    end-of-image marker, without which ``tf.io.decode_jpeg`` fails (the rule
    ``write`` applies to decide which JPEGs it stores as they are);
@@ -25,8 +28,9 @@ import os
 import time
 
 from . import _pool
-from .encode import ImageCheckError, jpeg_ends_properly, open_checked
-from .errors import VerifyError
+from .encode import ImageCheckError, open_checked
+from .errors import VerifyError, printable, quoted
+from .jpeg_markers import jpeg_ends_properly
 from .record_io import RecordError, hash_rest, iter_file_records, parse_example_bytes
 from .sidecar import (
     FEATURES,
@@ -34,6 +38,7 @@ from .sidecar import (
     PROGRESS_NAME,
     REJECTED_NAME,
     SHARD_NAME_PATTERN,
+    is_hex_digest,
     read_sidecar,
 )
 
@@ -71,8 +76,8 @@ class VerifyReport:
 
     def format(self):
         """Human-readable lines: one per problem and warning, then a verdict."""
-        lines = [f"problem: {problem}" for problem in self.problems]
-        lines += [f"warning: {warning}" for warning in self.warnings]
+        lines = [f"problem: {printable(str(problem))}" for problem in self.problems]
+        lines += [f"warning: {printable(warning)}" for warning in self.warnings]
         verdict = "OK" if self.ok else f"FAILED with {len(self.problems)} problem(s)"
         lines.append(
             f"{verdict}: {self.records_checked:,} records in {self.shards_checked} shards checked "
@@ -104,9 +109,9 @@ def _check_record(record, label_to_index):
     label = value["image/class/label"]
     expected_label = label_to_index.get(class_name)
     if expected_label is None:
-        messages.append(f"class {class_name!r} is not in the sidecar's classes")
+        messages.append(f"class {quoted(class_name)} is not in the sidecar's classes")
     elif label != expected_label:
-        messages.append(f"label {label} does not match class {class_name!r}, which has label {expected_label}")
+        messages.append(f"label {label} does not match class {quoted(class_name)}, which has label {expected_label}")
     if value["image/format"] != b"jpeg":
         messages.append(f"image/format is {value['image/format']!r}, expected b'jpeg'")
     encoded = value["image/encoded"]
@@ -262,6 +267,12 @@ def verify(out, *, workers=None, raise_on_error=True):
     report = VerifyReport(out)
     if sidecar.get("label_to_index", label_to_index) != label_to_index:
         report.problems.append(Problem("dataset.json", None, "label_to_index is not the sorted class order"))
+    for split in sidecar["splits"].values():
+        for shard in split["shards"]:
+            if not is_hex_digest(shard.get("plan_sha256")):
+                # Not needed to read the shard, but a re-run of write compares it to recognise its shards.
+                report.problems.append(Problem(shard["file"], None, f"dataset.json gives its plan_sha256 as "
+                                                                    f"{shard.get('plan_sha256')!r}, not 64 hex digits"))
     tasks = [(out, shard, label_to_index) for split in sidecar["splits"].values() for shard in split["shards"]]
     workers = _pool.usable_workers(workers)
     if workers > 1 and len(tasks) > 1:

@@ -1,19 +1,17 @@
-"""``pip install .`` installs tfrecord_tools alone, with a ``tfrecord-tools`` command that works from any folder.
-
-Built without the network (``--no-deps --no-build-isolation``) from a copy of the
-packaging files, so the checkout gets no build/ or egg-info folders.
-"""
+"""Packaging: `pip install .` gives tfrecord_tools alone and its command; the version is defined once."""
 
 import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
+import tomllib
+import warnings
 
 import pytest
-from test_tfrecord_tools import make_class_folder
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+import tfrecord_tools
+
+from fakes import REPO_ROOT, make_class_folder
 
 
 @pytest.mark.slow
@@ -52,3 +50,20 @@ def test_pip_install_gives_the_package_and_the_command(tmp_path):
                            capture_output=True, text=True, timeout=60, cwd=elsewhere, env=environment)
     assert where.stdout.startswith(str(target)), where.stdout
     assert source.exists()
+
+
+def test_the_package_version_is_defined_once():
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    assert "version" not in project and "version" in project["dynamic"]
+    assert project_version_from_setuptools() == tfrecord_tools.__version__
+
+
+def project_version_from_setuptools():
+    from setuptools.config.pyprojecttoml import read_configuration  # setuptools may be missing: imported here
+
+    root = REPO_ROOT
+    with warnings.catch_warnings():  # "[tool.setuptools] in pyproject.toml is still beta"
+        warnings.simplefilter("ignore")
+        configuration = read_configuration(root / "pyproject.toml", expand=True)
+    return configuration["project"]["version"]
+

@@ -31,9 +31,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = "assignment_wildlife.py"
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 HINTS_MARKER = "# Hints:"
-# What outputs/assignment/ takes on the full Oregon Wildlife data, .resume/ left out: measured on
-# 7,168 photos written at --max-side 300 (see the README, For teachers).
-HANDIN_SIZE = "250 MB"
+# What outputs/assignment/ takes, .resume/ left out, measured on the stand-in: 5.2 MB for --check's 375
+# photos, 3.7 MB of it TFRecords (10 KB a photo at 300 px). Real photos compress less than the stand-in's
+# shapes; Oregon Wildlife itself could not be measured here.
+HANDIN_SIZE = "1.5 MB of figures and tables plus the TFRecords: 10 KB a photo on the stand-in, more on real photos"
 NOTEBOOK = "assignment_wildlife.ipynb"
 STUB = "# YOUR CODE HERE"
 TODO_LINE = re.compile(r"^\s*# (TODO \d+: [^.]+)")
@@ -157,7 +158,7 @@ a timing line fails, close other programs and run `--check` again.
 2. the output folder of your real run, `outputs/assignment/`, without its hidden
    `.resume/` folder (checkpoints and the starting weights, not needed): metrics.json,
    results.md, analysis.md, train.csv, test.csv, the figures and `tfrecords/` (about
-   {handin_size} on the full data, mostly the TFRecords);
+   {handin_size});
 3. your answers: TODO 6 writes them into `analysis.md`, under the lab's questions.
 
 Run `python assignment_wildlife.py --check` before you hand in: every line should say PASS

@@ -38,9 +38,13 @@ def keras_verbose() -> str | int:
 
 
 def banner(message: str) -> None:
-    """Print ``message`` in a box that is hard to miss in a long log (lines wrapped at 76 columns)."""
+    """Print ``message`` in a box that is hard to miss in a long log (lines wrapped at 76 columns).
+
+    Paths and URLs are never split, so they can be copied from the box whole.
+    """
     lines = [wrapped for line in message.strip().splitlines()
-             for wrapped in (textwrap.wrap(line, BANNER_WIDTH) or [""])]
+             for wrapped in (textwrap.wrap(line, BANNER_WIDTH, break_long_words=False, break_on_hyphens=False)
+                             or [""])]
     width = max(len(line) for line in lines)
     rule = "+" + "-" * (width + 2) + "+"
     print("\n".join([rule, *(f"| {line.ljust(width)} |" for line in lines), rule]), flush=True)

@@ -5,6 +5,7 @@ import gzip
 import hashlib
 import http.server
 import pickle
+import re
 import shutil
 import subprocess
 import sys
@@ -21,6 +22,13 @@ IDX_FILE_NAMES = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
                   "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
 CIFAR10_BATCH_NAMES = [f"data_batch_{index}" for index in range(1, 6)] + ["test_batch"]
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+def unboxed(output: str) -> str:
+    """Printed output with banner boxes taken apart and all whitespace as single spaces,
+    so a test can look for a sentence whatever column the banner wrapped it at."""
+    lines = [line.strip().strip("|").strip() for line in output.splitlines()]
+    return " ".join(" ".join(line for line in lines if not re.fullmatch(r"\+-*\+", line)).split())
 
 
 def write_idx(path, array, gzipped=True):

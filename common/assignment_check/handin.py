@@ -28,17 +28,20 @@ def consistency(out: Path, metrics: dict) -> list[str]:
         if not rows:
             problems.append(f"{name}: no per-epoch rows")
             continue
-        total = sum(row.get("seconds", 0.0) for row in rows)
-        if abs(total - result.get("seconds", -1)) > 0.05 + 1e-3 * total:
-            problems.append(f"{name}: {result.get('seconds')} s in all, but its epochs add up to {total:.1f} s")
-        if rows[-1].get("test_accuracy") != result.get("test_accuracy"):
-            problems.append(f"{name}: test accuracy {result.get('test_accuracy')}, its last epoch's "
-                            f"{rows[-1].get('test_accuracy')}")
+        seconds, accuracy = _float(result.get("seconds")), _float(result.get("test_accuracy"))
+        total = sum(_float(row.get("seconds")) or 0.0 for row in rows)
+        if seconds is None or abs(total - seconds) > 0.05 + 1e-3 * total:
+            problems.append(f"{name}: {_shown(seconds, '.1f')} s in all, but its epochs add up to {total:.1f} s")
+        if _float(rows[-1].get("test_accuracy")) != accuracy:
+            problems.append(f"{name}: test accuracy {_shown(accuracy, '.4f')}, its last epoch's "
+                            f"{_shown(_float(rows[-1].get('test_accuracy')), '.4f')}")
         summary = measured.get(name)
         if summary is not None:
-            for key in ("seconds", "test_accuracy"):
-                if abs(summary.get(key, -1) - result.get(key, -2)) > 1e-6:
-                    problems.append(f"{name}: {key} {result.get(key)} in results, {summary.get(key)} in measured")
+            for key, value in (("seconds", seconds), ("test_accuracy", accuracy)):
+                other = _float(summary.get(key))
+                if value is None or other is None or abs(other - value) > 1e-6:
+                    problems.append(f"{name}: {key} {_shown(value, '.4g')} in results, "
+                                    f"{_shown(other, '.4g')} in measured")
     table = _results_md(out / "results.md")
     if table is None:
         problems.append("no results.md")
@@ -47,13 +50,22 @@ def consistency(out: Path, metrics: dict) -> list[str]:
         if table is not None and row is None:
             problems.append(f"{name}: not in results.md")
         elif row is not None:
-            total, accuracy = row
-            if abs(total - result.get("seconds", -1)) > 0.051:
-                problems.append(f"{name}: {result.get('seconds'):.1f} s in metrics.json, {total:.1f} s in results.md")
-            if abs(accuracy - result.get("test_accuracy", -1)) > 0.00006:
-                problems.append(f"{name}: test accuracy {result.get('test_accuracy'):.4f} in metrics.json, "
-                                f"{accuracy:.4f} in results.md")
+            seconds, accuracy = _float(result.get("seconds")), _float(result.get("test_accuracy"))
+            if seconds is None or abs(row[0] - seconds) > 0.051:
+                problems.append(f"{name}: {_shown(seconds, '.1f')} s in metrics.json, {row[0]:.1f} s in results.md")
+            if accuracy is None or abs(row[1] - accuracy) > 0.00006:
+                problems.append(f"{name}: test accuracy {_shown(accuracy, '.4f')} in metrics.json, "
+                                f"{row[1]:.4f} in results.md")
     return problems
+
+
+def _float(value) -> float | None:
+    """``value`` as a float, or None when a hand edit made it something other than a number."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _shown(value: float | None, spec: str) -> str:
+    return "not a number" if value is None else format(value, spec)
 
 
 def _results_md(path: Path) -> dict[str, tuple[float, float]] | None:

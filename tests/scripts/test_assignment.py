@@ -41,9 +41,10 @@ def read_csv(path):
 
 
 def files_under(folder):
-    """The run's outputs (not .resume/: the starting weights and the TFRecords' split links)."""
+    """The run's outputs (not .resume/: the starting weights and the TFRecords' split links;
+    not probe/: the short second run that ``--check`` adds)."""
     return sorted(str(path.relative_to(folder)) for path in folder.rglob("*")
-                  if path.is_file() and ".resume" not in path.parts)
+                  if path.is_file() and not {".resume", "probe"} & set(path.relative_to(folder).parts))
 
 
 @pytest.fixture(scope="module")

@@ -85,6 +85,17 @@ def register(path: str | os.PathLike) -> None:
         handle.write(entry + "\n")
 
 
+def record_write(path: str | os.PathLike, what: str) -> None:
+    """Record ``path`` as this course's (:func:`register`) and say so in one line.
+
+    Every write into the cache ends here, so each one is announced once and alike:
+    what it holds, where, how big, and that later runs reuse it.
+    """
+    register(path)
+    print(f"cached {what} in {path} ({human_size(_size(Path(path)))}); later runs reuse it "
+          "(python -m common.datasets cache lists and cleans the cache)", flush=True)
+
+
 def is_own(path: str | os.PathLike) -> bool:
     """True when ``path`` lies in a cache entry that this course wrote."""
     entry = _top_entry(Path(path))
@@ -242,7 +253,7 @@ def extract_cifar10(archive: Path) -> CifarBatches:
         with advice_for(archive, f"a good copy of {remote.url} ({remote.checksum()})"):
             try:
                 with atomic_folder(target) as staging:
-                    print(f"extracting {archive} -> {target}", flush=True)
+                    print(f"extracting {archive}", flush=True)
                     with tarfile.open(archive, "r:gz") as tar:
                         found = set()
                         for member in tar:
@@ -257,7 +268,7 @@ def extract_cifar10(archive: Path) -> CifarBatches:
                         read_cifar10_batch(staging / name)  # a damaged pickle fails here, not in training
             except (tarfile.TarError, EOFError, OSError, zlib.error) as error:
                 raise UserError(f"{archive} is truncated or corrupt ({reason(error)}).") from None
-        register(target)
+        record_write(target, f"the batch files extracted from {archive.name}")
     return CifarBatches(target, read_cifar10_class_names(target, CIFAR10_CLASSES),
                         f"{archive.name} ({archive})", False)
 
@@ -276,8 +287,7 @@ def cifar10_from_image_folder(folder: Path) -> ImageSplits:
             print(f"the cache {cached} is damaged ({reason(error)}); decoding the images again", flush=True)
     class_names, files = list_image_folder(folder)
     count = sum(len(paths) for paths, _ in files.values())
-    print(f"decoding the {count:,} image files in {folder} once; later runs reuse the cache at {cached} "
-          "(python -m common.datasets cache lists and cleans it)", flush=True)
+    print(f"decoding the {count:,} image files in {folder}, once", flush=True)
     arrays = {}
     for split, (paths, labels) in files.items():
         # Folders list images class by class; the real batches are in random order, and
@@ -289,7 +299,7 @@ def cifar10_from_image_folder(folder: Path) -> ImageSplits:
     with atomic_path(cached) as temporary:
         with open(temporary, "wb") as handle:
             np.savez(handle, class_names=np.asarray(class_names), **arrays)
-    register(cached)
+    record_write(cached, f"the decoded images of {folder}")
     return ImageSplits(arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"],
                        class_names, "cifar10", source)
 
@@ -315,6 +325,5 @@ def cifar10_png_folder(batch_file: Path, class_names: list[str], per_class: int)
             (staging / class_name).mkdir()
             for number, index in enumerate(np.flatnonzero(labels == label)[:per_class]):
                 Image.fromarray(images[index]).save(staging / class_name / f"{number:04d}.png")
-    register(folder)
-    print(f"wrote {sum(1 for _ in folder.glob('*/*.png'))} PNG files to {folder} (later runs reuse them)", flush=True)
+    record_write(folder, f"{sum(1 for _ in folder.glob('*/*.png'))} PNG files of {Path(batch_file).name}")
     return folder

@@ -110,11 +110,24 @@ def _download(url, destination: Path, md5, sha256, timeout) -> Path:
                 if digests[name].hexdigest() != value:
                     raise DownloadError(
                         f"{url} arrived corrupt: {name} {digests[name].hexdigest()} but expected {value}; "
-                        "nothing was kept, run again to retry"
+                        f"nothing was kept. {_advice_for_a_corrupt_file(url)}"
                     )
     except OSError as error:  # e.g. the cache folder is read-only or the disk is full
         raise DownloadError(f"could not write {destination}: {reason(error)}") from None
     return destination
+
+
+def _advice_for_a_corrupt_file(url: str) -> str:
+    """What helps when ``url`` gave the wrong bytes: a mirror or a local file gives the same bytes again."""
+    base = mirror()
+    if base and url.startswith(base):
+        return (f"The mirror LAB_DATA_MIRROR={base} serves a damaged {url[len(base):]}, and will again: replace "
+                "that file on the mirror with a good copy (python -m common.datasets fetch FOLDER, run on the "
+                "served folder, downloads a damaged file again), or unset LAB_DATA_MIRROR to download from the "
+                "official site")
+    if _is_local(url):
+        return f"The file at {url} is damaged: replace it with a good copy"
+    return "A download can be damaged on the way: run again to retry"
 
 
 def reason(error: BaseException) -> str:

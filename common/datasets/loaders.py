@@ -145,7 +145,7 @@ def cifar10_batches(
     folder = cache.cache_dir() / f"{CIFAR10_FOLDER}-standin-seed{seed}-{_fingerprint(splits)}"
     if not folder.is_dir():
         formats.write_cifar10_batches(splits, folder)
-        cache.register(folder)
+        cache.record_write(folder, f"the CIFAR-10 stand-in (seed {seed}) as batch files")
     return CifarBatches(folder, splits.class_names, splits.source, True)
 
 
@@ -164,7 +164,8 @@ def _limited_batches(full: ImageSplits, limit: int, seed: int, key: str) -> Cifa
     folder = cache.cache_dir() / f"{CIFAR10_FOLDER}-limit{limit}-seed{seed}-{key}"
     if not (folder / CIFAR10_TEST_BATCH).is_file():
         formats.write_cifar10_batches(subset, folder)
-        cache.register(folder)
+        cache.record_write(folder, f"the --limit {limit} subset (seed {seed}) of "
+                           f"{'the CIFAR-10 stand-in' if full.is_standin else 'CIFAR-10'} as batch files")
     return CifarBatches(folder, full.class_names, f"{full.source}, --limit {limit} (seed {seed})",
                         full.is_standin, limit)
 
@@ -225,15 +226,19 @@ def _find_or_download_mnist(dataset: str, data_dir):
         npz = cache_folder / MNIST_NPZ
         if not npz.is_file():
             downloads.fetch(sources.REMOTE_FILES["mnist"], npz)
-            cache.register(npz)
+            cache.record_write(npz, "the MNIST download")
         with cache.advice_for(npz, _good_copy("mnist")):
             return formats.read_mnist_npz(npz), f"{MNIST_NPZ} ({npz})"
     folder = cache_folder / FASHION_MNIST_FOLDER  # where keras.datasets.fashion_mnist caches it
+    downloaded = []
     for key in sources.FASHION_MNIST_KEYS:
         remote = sources.REMOTE_FILES[key]
         if not (folder / remote.name).is_file():
             downloads.fetch(remote, folder / remote.name)
-            cache.register(folder)
+            cache.register(folder)  # at once: a run stopped after one file still owns the folder
+            downloaded.append(remote.name)
+    if downloaded:
+        cache.record_write(folder, f"the Fashion-MNIST download ({len(downloaded)} IDX files)")
     found = _mnist_from_folder(folder, allow_npz=False)
     assert found is not None
     return found
@@ -317,7 +322,7 @@ def _find_or_download_cifar10_batches(data_dir) -> CifarBatches:
             target = cache.cache_dir() / f"{CIFAR10_FOLDER}-from-images-{cache.folder_key(folder)}"
             if not target.is_dir():
                 formats.write_cifar10_batches(splits, target)
-                cache.register(target)
+                cache.record_write(target, f"the images of {folder} as batch files")
             return CifarBatches(target, splits.class_names, splits.source, False)
         raise UserError(f"{flag} holds no CIFAR-10: expected {_cifar10_expected()}")
     cache_folder = cache.cache_dir()
@@ -331,7 +336,7 @@ def _find_or_download_cifar10_batches(data_dir) -> CifarBatches:
         if archive.is_file():
             return cache.extract_cifar10(archive)
     archive = downloads.fetch(sources.REMOTE_FILES["cifar10"], cache_folder / CIFAR10_ARCHIVE)
-    cache.register(archive)
+    cache.record_write(archive, "the CIFAR-10 download")
     return cache.extract_cifar10(archive)
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from common.console import banner
-from common.datasets.cache import cache_dir
+from common.datasets.cache import cache_dir, record_write
 from common.datasets.limits import stratified_sample
 from common.datasets.sources import CIFAR10_STANDIN_SIZES, MNIST_CLASSES, WILDLIFE_CLASSES
 from common.datasets.splits import ImageSplits
@@ -181,6 +181,8 @@ def wildlife_standin_folder(seed: int = 0) -> Path:
             os.replace(staging / "images", target)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+        record_write(target, f"the Oregon Wildlife stand-in (seed {seed}, {WILDLIFE_STANDIN_PER_CLASS * 10:,} "
+                     "generated photos and 2 broken files)")
     return target
 
 

@@ -179,20 +179,23 @@ def test_image_folder_cache_follows_the_images(tmp_path, empty_keras_home):
     assert len(datasets.load_cifar10(data="real", data_dir=tmp_path).x_train) == 5
 
 
-def test_png_folder_of_a_batch_file_is_written_once_and_cleaned_with_the_cache(tmp_path, empty_keras_home):
+def test_png_folder_of_a_batch_file_is_written_once_and_cleaned_with_the_cache(tmp_path, empty_keras_home, capsys):
     splits = datasets.make_cifar10_standin(train_size=50, test_size=40, seed=3)
     batches = datasets.write_cifar10_batches(splits, tmp_path / "batches")
     test_batch = batches / datasets.CIFAR10_TEST_BATCH
-    folder = datasets.cifar10_png_folder(test_batch, splits.class_names, per_class=2)
+    folder = datasets.cifar10_png_folder(str(test_batch), splits.class_names, per_class=2)  # lab04 passes a str
     assert sorted(child.name for child in folder.iterdir()) == sorted(splits.class_names)
     first_cat = np.flatnonzero(splits.y_test == 0)[0]
     with Image.open(folder / splits.class_names[0] / "0000.png") as image:
         np.testing.assert_array_equal(np.asarray(image), splits.x_test[first_cat])
     assert sum(1 for _ in folder.glob("*/*.png")) == sum(min(2, int((splits.y_test == label).sum()))
                                                           for label in range(10))
+    [line] = cache_lines(capsys.readouterr().out)
+    assert_announced(line, f"{sum(1 for _ in folder.glob('*/*.png'))} PNG files of test_batch", folder)
     stamp = folder.stat().st_mtime_ns
     assert datasets.cifar10_png_folder(test_batch, splits.class_names, per_class=2) == folder
     assert folder.stat().st_mtime_ns == stamp  # reused, not written again
+    assert not cache_lines(capsys.readouterr().out)
     assert folder.name in {entry["name"] for entry in datasets.clean_cache()}
     assert not folder.exists()
 
@@ -231,7 +234,8 @@ def test_cifar10_download_with_md5_mismatch_keeps_nothing(tmp_path, monkeypatch,
     assert not (empty_keras_home / "datasets").exists(), "a failed download left its folder behind"
     # auto falls back to the stand-in and says why.
     data = datasets.load_cifar10(data="auto", limit=100)
-    assert data.is_standin and "arrived corrupt: md5" in unboxed(capsys.readouterr().out)
+    banner_text = unboxed(capsys.readouterr().out)
+    assert data.is_standin and "arrived corrupt: md5" in banner_text and "is damaged: replace it" in banner_text
     assert not list(empty_keras_home.rglob("*.tar.gz"))
 
 
@@ -389,14 +393,49 @@ def test_lab_data_dir_is_honoured(tmp_path, monkeypatch):
         datasets.load_cifar10()
 
 
-def test_first_run_on_an_image_folder_says_it_decodes_once(tmp_path, empty_keras_home, capsys):
+def cache_lines(output):
+    """The lines that announce a write into the cache."""
+    return [line for line in output.splitlines() if line.startswith("cached ")]
+
+
+def assert_announced(line, what, path):
+    size = datasets.cache.human_size(datasets.cache._size(path))
+    assert line == (f"cached {what} in {path} ({size}); later runs reuse it "
+                    "(python -m common.datasets cache lists and cleans the cache)")
+
+
+def test_first_run_on_an_image_folder_says_it_decodes_once_and_announces_each_cache_write(
+        tmp_path, empty_keras_home, capsys):
     for split in ("train", "test"):
         for name in ("cat", "dog"):
             (tmp_path / split / name).mkdir(parents=True)
-            Image.new("RGB", (32, 32), (10, 20, 30)).save(tmp_path / split / name / "0.jpg")
+            for index in range(6 if split == "train" else 3):
+                Image.new("RGB", (32, 32), (10, 20, 30 * index)).save(tmp_path / split / name / f"{index}.jpg")
     datasets.load_cifar10(data="real", data_dir=tmp_path)
     output = capsys.readouterr().out
     cached = next((empty_keras_home / "datasets").glob("cifar10-from-images-*.npz"))
-    assert f"decoding the 4 image files in {tmp_path} once; later runs reuse the cache at {cached}" in output
+    assert f"decoding the 18 image files in {tmp_path}, once" in output
+    [line] = cache_lines(output)
+    assert_announced(line, f"the decoded images of {tmp_path}", cached)
     datasets.load_cifar10(data="real", data_dir=tmp_path)
-    assert "decoding" not in capsys.readouterr().out
+    assert "decoding" not in (output := capsys.readouterr().out) and not cache_lines(output)
+    # lab03's and lab04's batch files: the whole folder, and a --limit subset, each announced once.
+    batches = datasets.cifar10_batches(data="real", data_dir=tmp_path)
+    [line] = cache_lines(capsys.readouterr().out)
+    assert_announced(line, f"the images of {tmp_path} as batch files", batches.path)
+    limited = datasets.cifar10_batches(data="real", data_dir=tmp_path, limit=6)
+    [line] = cache_lines(capsys.readouterr().out)
+    assert_announced(line, "the --limit 6 subset (seed 0) of CIFAR-10 as batch files", limited.path)
+    datasets.cifar10_batches(data="real", data_dir=tmp_path)
+    datasets.cifar10_batches(data="real", data_dir=tmp_path, limit=6)
+    assert not cache_lines(capsys.readouterr().out)
+
+
+def test_the_standin_as_batch_files_is_announced_once(empty_keras_home, capsys):
+    for limit, what in ((None, "the CIFAR-10 stand-in (seed 0)"),
+                        (100, "the --limit 100 subset (seed 0) of the CIFAR-10 stand-in")):
+        folder = datasets.cifar10_batches(data="standin", limit=limit).path
+        [line] = cache_lines(capsys.readouterr().out)
+        assert_announced(line, f"{what} as batch files", folder)
+        datasets.cifar10_batches(data="standin", limit=limit)
+        assert not cache_lines(capsys.readouterr().out)

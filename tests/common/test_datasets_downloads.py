@@ -68,7 +68,7 @@ def test_fetch_command_prints_how_to_use_the_folder(served, tmp_path, capsys):
     assert not (tmp_path / "classroom" / "models").exists()  # no --weights
 
 
-def test_loaders_download_from_the_mirror_into_the_cache(served, empty_keras_home):
+def test_loaders_download_from_the_mirror_into_the_cache(served, empty_keras_home, capsys):
     _, _, requests = served
     data = datasets.load_mnist(data="real")
     assert len(data.x_train) == 30 and requests == ["/datasets/mnist.npz"]
@@ -76,6 +76,15 @@ def test_loaders_download_from_the_mirror_into_the_cache(served, empty_keras_hom
     fashion = datasets.load_mnist(data="real", dataset="fashion_mnist")
     assert fashion.x_test.shape == (10, 28, 28)
     assert len(datasets.load_cifar10(data="real").x_train) == 100
+    # Each write into the cache says once what it is, where, how big, and that later runs reuse it.
+    cache = empty_keras_home / "datasets"
+    announced = [line.split(" in ")[0] for line in capsys.readouterr().out.splitlines() if line.startswith("cached ")]
+    assert announced == ["cached the MNIST download", "cached the Fashion-MNIST download (4 IDX files)",
+                         "cached the CIFAR-10 download", "cached the batch files extracted from cifar-10-python.tar.gz"]
+    datasets.load_mnist(data="real")
+    datasets.load_mnist(data="real", dataset="fashion_mnist")
+    datasets.load_cifar10(data="real")
+    assert "cached " not in capsys.readouterr().out and (cache / "fashion-mnist").is_dir()
     owners = {entry["name"]: entry["own"] for entry in datasets.cache_entries()}
     assert owners == {"mnist.npz": True, "fashion-mnist": True, "cifar-10-python.tar.gz": True,
                       "cifar-10-batches-py": True}
@@ -100,9 +109,23 @@ def test_wrong_checksum_keeps_nothing_and_no_empty_folder(served, monkeypatch, e
     key = datasets.sources.FASHION_MNIST_KEYS[0]
     monkeypatch.setitem(datasets.sources.REMOTE_FILES, key,
                         dataclasses.replace(datasets.sources.REMOTE_FILES[key], md5="0" * 32))
-    with pytest.raises(UserError, match="arrived corrupt: md5"):
+    with pytest.raises(UserError, match="arrived corrupt: md5") as raised:
         datasets.load_mnist(data="real", dataset="fashion_mnist")
     assert not (empty_keras_home / "datasets").exists(), "the failed download left a folder behind"
+    # The mirror would serve the same bytes again: say what helps instead of "run again".
+    message = str(raised.value)
+    assert "The mirror LAB_DATA_MIRROR=" in message and "run again" not in message
+    assert "serves a damaged datasets/fashion-mnist/train-images-idx3-ubyte.gz" in message
+    assert "replace that file on the mirror" in message and "unset LAB_DATA_MIRROR" in message
+
+
+def test_a_corrupt_download_from_the_official_site_may_be_retried_a_local_file_must_be_replaced(tmp_path):
+    served = tmp_path / "mnist.npz"
+    served.write_bytes(b"not the real file")
+    with pytest.raises(datasets.DownloadError, match=r"is damaged: replace it with a good copy$"):
+        datasets.download(served.as_uri(), tmp_path / "cache" / "mnist.npz", md5="0" * 32)
+    assert datasets.downloads._advice_for_a_corrupt_file("https://example.org/mnist.npz") == \
+        "A download can be damaged on the way: run again to retry"
 
 
 def test_missing_file_on_the_mirror_leaves_no_folder(served, empty_keras_home):

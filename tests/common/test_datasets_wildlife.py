@@ -97,16 +97,21 @@ def test_the_listing_gives_the_split_counts_that_check_limit_needs(tmp_path):
     assert datasets.find_wildlife("auto", data, limit=15).train_counts == photos.train_counts
 
 
-def test_the_stand_in_is_one_folder_whatever_the_limit(tmp_path, monkeypatch):
+def test_the_stand_in_is_one_folder_whatever_the_limit(tmp_path, monkeypatch, capsys):
     """Generated once per seed; --limit takes its subset afterwards, so quick runs do not fill the cache."""
     monkeypatch.setattr(datasets.standins, "WILDLIFE_STANDIN_PER_CLASS", 6)
     photos = datasets.find_wildlife("standin", None)
+    announced = [line for line in capsys.readouterr().out.splitlines() if line.startswith("cached ")]
+    assert announced == [f"cached the Oregon Wildlife stand-in (seed 0, 60 generated photos and 2 broken files) in "
+                         f"{photos.root} ({datasets.cache.human_size(datasets.cache._size(photos.root))}); later runs "
+                         "reuse it (python -m common.datasets cache lists and cleans the cache)"]
     assert photos.is_standin and photos.name == "the Oregon Wildlife stand-in"
     assert photos.class_names == datasets.WILDLIFE_CLASSES
     assert photos.root.parent == datasets.cache_dir() and photos.root.name.startswith("oregon_wildlife_standin_")
     small = datasets.load_wildlife(photos, limit=40, workers=1)
     full = datasets.load_wildlife(datasets.find_wildlife("auto", None), workers=1)
-    assert [entry.name for entry in datasets.cache_dir().iterdir()] == [photos.root.name]
+    assert [entry["name"] for entry in datasets.cache_entries()] == [photos.root.name]
+    assert "cached " not in capsys.readouterr().out  # written once, announced once
     assert len(small.train_paths) == 40 and sorted(set(small.train_labels)) == list(range(10))
     assert sorted(small.test_labels) == list(range(10))  # round(40 * 12 / 48) = 10 test photos
     assert set(small.train_paths) <= set(full.train_paths) and len(full.train_paths) == 48

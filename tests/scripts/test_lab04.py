@@ -133,7 +133,7 @@ def test_a_complete_run_writes_every_output_and_marks_the_standin(complete):
     assert "Teardown (deleting the epochs' finished iterators)" in result.stdout
     assert set(metrics["practical_images_per_second"]) == set(PARTS[2:])
     # The image folder for the file pipelines is data, written once into the cache, not an output.
-    assert re.search(r"wrote \d+ PNG files", result.stdout) and "(later runs reuse them)" in result.stdout
+    assert re.search(r"cached \d+ PNG files of test_batch in .+; later runs reuse it", result.stdout)
     assert set(json.loads((out / "run.json").read_text())["files"]) == _files(out) - {"run.json"}
 
 

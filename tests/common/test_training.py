@@ -31,6 +31,68 @@ def test_the_epoch_timer_adds_train_and_validation_seconds_to_every_epochs_logs(
     assert all(seconds < 0.2 + max(history["train_seconds"]) for seconds in history["train_seconds"])
 
 
+def batch_norm_model():
+    return keras.Sequential([keras.Input((4, 4, 2)), keras.layers.Conv2D(3, 3, padding="same"),
+                             keras.layers.BatchNormalization(), keras.layers.Conv2D(2, 1),
+                             keras.layers.BatchNormalization(), keras.layers.Flatten(),
+                             keras.layers.Dense(3, activation="softmax")])
+
+
+def test_batch_norm_statistics_are_recomputed_from_the_images_layer_by_layer():
+    images = 5.0 + np.random.default_rng(0).random((40, 4, 4, 2), dtype=np.float32)  # far from mean 0, variance 1
+    model = batch_norm_model()
+    first, second = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    inputs_of_first = np.asarray(keras.Model(model.inputs[0], first.input)(images)).reshape(-1, 3)
+    # One batch of all 40 images: training mode normalises the first layer's output with their statistics.
+    inputs_of_second = np.asarray(keras.Model(model.inputs[0], second.input)(images, training=True)).reshape(-1, 2)
+    assert training.recompute_batch_norm_statistics(model, images, batch_size=40) == 2
+    np.testing.assert_allclose(first.moving_mean.numpy(), inputs_of_first.mean(axis=0), rtol=1e-5)
+    np.testing.assert_allclose(first.moving_variance.numpy(), inputs_of_first.var(axis=0), rtol=1e-4)
+    np.testing.assert_allclose(second.moving_mean.numpy(), inputs_of_second.mean(axis=0), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(second.moving_variance.numpy(), inputs_of_second.var(axis=0), rtol=1e-4)
+    # In batches of 16 (16, 16, 8): the same totals for the first layer, whatever the split.
+    training.recompute_batch_norm_statistics(model, images, batch_size=16)
+    np.testing.assert_allclose(first.moving_mean.numpy(), inputs_of_first.mean(axis=0), rtol=1e-5)
+    assert training.recompute_batch_norm_statistics(tiny_model(), images[:, 0, 0, :1]) == 0
+
+
+def test_a_short_fit_tests_with_the_trained_statistics_not_the_lagging_moving_averages():
+    rng = np.random.default_rng(0)
+    images = 5.0 + rng.random((64, 4, 4, 2), dtype=np.float32)
+    labels = np.arange(64) % 3
+
+    def fit(callbacks):
+        keras.utils.set_random_seed(0)
+        model = batch_norm_model()
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        model.fit(images, labels, batch_size=32, epochs=1, validation_data=(images, labels), verbose=0,
+                  callbacks=callbacks)
+        return [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)][0]
+
+    # Two steps move the moving mean 1% each towards the batch means (about 5): still near 0.
+    assert np.all(fit([]).moving_mean.numpy() < 1.0)
+    first_norm = fit([training.RecomputeBatchNormStatistics(images, max_images=48, seed=1)])
+    assert np.all(np.abs(first_norm.moving_mean.numpy()) > 1.0)
+
+
+def test_the_statistics_callback_samples_its_images_once_and_prepares_them_once():
+    images = np.arange(100, dtype=np.float32).reshape(100, 1)
+    prepared = []
+
+    def prepare(sample):
+        prepared.append(len(sample))
+        return sample * 2
+
+    state = np.random.get_state()[1].copy()
+    callback = training.RecomputeBatchNormStatistics(images, prepare=prepare, max_images=10, seed=3)
+    again = training.RecomputeBatchNormStatistics(images, prepare=prepare, max_images=10, seed=3)
+    assert prepared == [10, 10] and callback.images.shape == (10, 1)
+    np.testing.assert_array_equal(callback.images, again.images)  # seeded: the same sample every run
+    assert np.all(np.diff(callback.images[:, 0]) > 0) and np.all(callback.images % 2 == 0)
+    np.testing.assert_array_equal(np.random.get_state()[1], state)  # the run's own random sequence is untouched
+    assert len(training.RecomputeBatchNormStatistics(images[:7], max_images=10).images) == 7
+
+
 def test_timing_leaves_the_first_epoch_out_of_the_means():
     timing = training.timing({"train_seconds": [9.0, 2.0, 4.0], "validation_seconds": [1, 1, 1]}, 600)
     assert timing["seconds_per_epoch"] == 3.0 and timing["images_per_second"] == 200.0

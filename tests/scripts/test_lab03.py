@@ -88,6 +88,27 @@ def test_runs_on_the_standin_and_writes_every_output(uninterrupted):
     assert "Traceback" not in result.stderr and "UserWarning" not in result.stderr
 
 
+@pytest.mark.slow
+def test_both_models_test_with_the_batch_norm_statistics_of_their_trained_weights(uninterrupted):
+    """Recomputed before each evaluation: a short run does not test with moving averages that lag behind."""
+    import keras
+    import numpy as np
+
+    from common import augment, datasets, training
+
+    out, _, _ = uninterrupted
+    data = datasets.load_cifar10("standin", limit=512, seed=0)
+    for model_file, images in (("cifar_cnn.keras", data.x_train.astype("float32") / 255.0),
+                               ("cifar_cnn_pipeline.keras", augment.test_map(data.x_train).numpy())):
+        model = keras.models.load_model(out / model_file)
+        norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+        saved = [(norm.moving_mean.numpy(), norm.moving_variance.numpy()) for norm in norms]
+        assert training.recompute_batch_norm_statistics(model, images) == 2
+        for norm, (mean, variance) in zip(norms, saved, strict=True):
+            np.testing.assert_allclose(mean, norm.moving_mean.numpy(), rtol=1e-3, atol=1e-3, err_msg=model_file)
+            np.testing.assert_allclose(variance, norm.moving_variance.numpy(), rtol=1e-3, err_msg=model_file)
+
+
 @pytest.fixture(scope="module")
 def interrupted_twice(tmp_path_factory):
     """Ctrl-C in part one, re-run and kill -9 in part two's second epoch, re-run to the end."""

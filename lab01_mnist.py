@@ -58,7 +58,9 @@ print("shape of train_images:", train_images.shape)
 print("shape of test_images: ", test_images.shape)
 # The lab's figures are for MNIST: compare with them only on the real thing.
 on_mnist = data.name == "mnist" and not data.is_standin
-name = data.name + (" (stand-in)" if data.is_standin else "")
+name = data.name + (" (stand-in)" if data.is_standin else "")  # for figure titles
+if data.is_standin and data.name == "fashion_mnist":
+    name = "fashion_mnist (stand-in: MNIST digits, no clothes ship offline)"
 
 figure = plots.image_grid(data.x_train[:32], [data.class_names[label] for label in train_labels[:32]],
                           title=f"{name} training images")

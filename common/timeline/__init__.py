@@ -49,12 +49,13 @@ are yours; ``augment_batch(images, labels) -> (images, labels)`` is any
 TensorFlow function (it sees one element or a batch, whichever the dataset holds).
 """
 
-from common.timeline.benchmark import timelined_benchmark
+from common.timeline.benchmark import free_in_background, timelined_benchmark
 from common.timeline.drawing import draw_timeline
 from common.timeline.record import STAGE_ORDER, TAG_SPEC_SHAPE, Recorder, Span, now
 from common.timeline.sources import as_written, time_measured_dataset, timed_map, with_timeline_tags
 from common.timeline.summary import compare, stage_names, summarize
 
-__all__ = ["STAGE_ORDER", "TAG_SPEC_SHAPE", "Recorder", "Span", "as_written", "compare", "draw_timeline", "now",
+__all__ = ["STAGE_ORDER", "TAG_SPEC_SHAPE", "Recorder", "Span", "as_written", "compare", "draw_timeline",
+           "free_in_background", "now",
            "stage_names", "summarize", "time_measured_dataset", "timed_map", "timelined_benchmark",
            "with_timeline_tags"]

@@ -40,7 +40,7 @@ def _start(log, *arguments, env):
 
 
 def _stop_when_svc_starts(out, log, signal_number, env):
-    """Start a run, send ``signal_number`` to its group as soon as the linear SVM has finished."""
+    """Start a run, send ``signal_number`` to its group while the lab's SVC trains (after the linear SVM)."""
     process = _start(log, *TINY, "--out", str(out), env=env)
     deadline = time.monotonic() + 180
     while not _this_run_reached_the_svc(out, process.pid):
@@ -54,14 +54,15 @@ def _stop_when_svc_starts(out, log, signal_number, env):
 
 
 def _this_run_reached_the_svc(out, pid):
-    """True once run ``pid`` has the linear SVM finished (or read back) and the lab's SVC not yet."""
+    """True once run ``pid`` is in the lab's SVC (its part began; on a busy machine the signal must
+    not land between the linear SVM's end and the SVC's start)."""
     try:
         state = json.loads((out / "run.json").read_text())
     except (OSError, ValueError):
         return False
     parts = state.get("parts", {})
-    return state.get("pid") == pid and parts.get("linear_svm", {}).get("status") == "complete" \
-        and "lab_svc" not in parts
+    return state.get("pid") == pid and state.get("running") == "lab_svc" \
+        and parts.get("lab_svc", {}).get("status") != "complete"
 
 
 def _files(out):

@@ -130,7 +130,7 @@ def test_a_complete_run_writes_every_output_and_marks_the_standin(complete):
     assert [row["pipeline_stages_after_epoch_1"] for row in metrics["comparison"]] == [["Map", "Open", "Read"],
                                                                                       ["Map"]]
     assert "optimized: Open/Read/Map recorded after epoch 1: ['Map']" in result.stdout
-    assert "Teardown (deleting the epochs' finished iterators)" in result.stdout
+    assert "Teardown (freeing the last epoch's finished iterators)" in result.stdout
     assert set(metrics["practical_images_per_second"]) == set(PARTS[2:])
     # The image folder for the file pipelines is data, written once into the cache, not an output.
     assert re.search(r"cached \d+ PNG files of test_batch in .+; later runs reuse it", result.stdout)

@@ -4,15 +4,16 @@ Description: The same CNN (1,068,810 parameters), the same augmentation and 2 ep
     fed by a naive pipeline (one image at a time through Python) and an optimized one
     (parallel interleaved reads, a vectorised parallel map, cache, prefetch). Every
     piece of work is recorded on a timeline, so the pictures show where the time goes:
-    the naive trainer waits for input most of the time, the optimized one hardly at all.
+    the naive trainer waits for input for much of its time, the optimized one hardly at all.
     Then three pipelines as they are written in practice: arrays in memory, files via
     `Dataset.list_files`, and `keras.utils.image_dataset_from_directory`.
-Result: naive 1137 s (input wait 90%, under load from other jobs) against optimized
-    71.8 s (input wait 2.7%), 15.8x; test accuracy 0.54 / 0.555 after 2 epochs, on 2 CPU
-    cores (AMD EPYC): `python lab04_pipeline.py --data-dir DIR` on the CIFAR-10 JPEG
-    export. (The lab: 8268 s against 261 s, inflated by its sleeps.)
+Result: naive 506.9 s (input wait 43%) against optimized 299.6 s (input wait 1.2%), 1.7x;
+    test accuracy 0.555 / 0.568 after 2 epochs; peak memory 1.38 GB for the whole run (15 min):
+    `python lab04_pipeline.py --data-dir DIR` on the CIFAR-10 JPEG export, 2 CPU cores (AMD
+    EPYC without AVX-512, where training dominates; with a faster training step the gap widens:
+    a GPU, or a CPU with bfloat16 units). (The lab: 8268 s against 261 s, inflated by its sleeps.)
 Run: python lab04_pipeline.py --data standin --limit 2000    (a quick look: 70-150 s on 2 busy CPU cores)
-     python lab04_pipeline.py --data-dir DIR --pipelines optimized   (only that one: skip the 20-minute naive run)
+     python lab04_pipeline.py --data-dir DIR --pipelines optimized   (only that one: skip the 8-minute naive run)
 """
 
 # %% [markdown]
@@ -485,9 +486,9 @@ if len(results) == 2:
 
 # %% [markdown]
 # ## What made the difference
-# The naive trainer spends most of its time waiting: every image goes through
-# Python on its own (`tf.py_function`), so the CPU pays per-image overhead instead
-# of working on pixels, and none of it overlaps with training. The optimized
+# The naive trainer spends much of its time waiting (43% on 2 CPU cores): every image
+# goes through Python on its own (`tf.py_function`), so the CPU pays per-image
+# overhead instead of working on pixels, and none of it overlaps with training. The optimized
 # pipeline runs the same augmentation as a few graph operations per batch of 64, in
 # parallel threads, prepared by `prefetch` while the model trains, and from epoch 2
 # on the decoded images come from the cache, so the trainer hardly waits at all.

@@ -15,20 +15,20 @@ Without --data-dir (or $LAB_DATA_DIR) it runs on the offline stand-in, which tim
 like the real pixels.
 Timings are noisy on a shared machine: compare rows of one run.
 
-lab04 itself, with its model, on real CIFAR-10 (the JPEG export), 2 CPU cores, 2 epochs
-(`python lab04_pipeline.py --data-dir DIR`, and `--cache after-map`):
+lab04 itself, with its model, on real CIFAR-10 (the JPEG export), 2 epochs
+(`python lab04_pipeline.py --data-dir DIR`):
 
-* naive: 1137 s (under load from other jobs), input wait 90%, test accuracy 0.54.
-* optimized, --cache before-map (the default: fresh crops and flips every epoch):
-  71.8 s, epochs 36.8 / 35.0 s plus 10.2 s of iterator teardown, input wait 2.7%
-  (3.3% and 2.0%), test accuracy 0.555; Map runs in both epochs, Open and Read only
-  in the first. 1137 s against 71.8 s is 15.8x.
-* optimized, --cache after-map (the lab's order, which replays epoch 1's crops): 70 s,
-  input wait 2.5%, test accuracy 0.57 (the lab: 0.578); from epoch 2 on Open, Read and
-  Map vanish from its timeline.
-* An earlier after-map run took 88 s, because it still counted the 8-12 s TensorFlow
-  takes to delete iterators that read a cache as part of the epochs (now a Teardown
-  span of their own): 1137 s against 88 s is the 12.9x speed-up first reported.
+* On 2 CPU cores (AMD EPYC without AVX-512): naive 506.9 s (253.6 / 253.3 s, input wait
+  43%), optimized (--cache before-map, fresh crops and flips every epoch) 299.6 s (input
+  wait 1.2%), 1.7x; test accuracy 0.555 / 0.568; freeing the last epoch's iterators
+  waited 8.6 s (naive) and 44.7 s (optimized, a cache reader), reported apart; peak RSS
+  1.38 GB for the whole script. Training dominates on this CPU, so the input pipeline's
+  share, and the gap, are smaller than with a faster step.
+* An earlier machine with bfloat16 units (a faster step): optimized 71.8 s, and 70 s with
+  --cache after-map (the lab's order, which replays epoch 1's crops; test accuracy 0.57,
+  the lab: 0.578). Its naive figure (1137 s) was measured before the naive map ran
+  through one traced function, when every eager random op under a global seed also
+  cached a kernel per image (about 187 KB each).
 """
 
 import argparse

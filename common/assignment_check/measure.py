@@ -140,6 +140,7 @@ def time_pipelines(script: dict, built: dict, report: dict) -> dict:
     sizes = {"train": len(script["data"].train_paths), "test": len(script["data"].test_paths)}
     seconds: dict[str, list[float]] = {name: [] for name in built}
     epochs: dict[str, list[dict]] = {name: [] for name in built}
+    freeing = []  # threads that free finished iterators, beside the next epoch
     for round_number in range(TIMED_EPOCHS + 1):
         for name, pipeline in built.items():
             if "failed" in report[name]:
@@ -147,10 +148,10 @@ def time_pipelines(script: dict, built: dict, report: dict) -> dict:
             pipeline["recorder"].set_training_epoch(round_number)
             try:
                 start = time.perf_counter()
-                row = _one_epoch(pipeline["train"], expected)
+                row = _one_epoch(pipeline["train"], expected, freeing)
                 elapsed = time.perf_counter() - start
                 if round_number == 0:
-                    row["test"] = _one_epoch(pipeline["test"], expected)
+                    row["test"] = _one_epoch(pipeline["test"], expected, freeing)
             except Exception as error:  # noqa: BLE001  (any student's bug ends this pipeline's checks)
                 report[name]["failed"] = f"iterating it fails: {type(error).__name__}: {_first_line(error)}"
                 continue
@@ -159,6 +160,8 @@ def time_pipelines(script: dict, built: dict, report: dict) -> dict:
             epochs[name].append(row)
             if round_number > 0:
                 seconds[name].append(elapsed)
+    for thread in freeing:  # none may outlive the probe (the process exits soon after)
+        thread.join()
     for name, pipeline in built.items():
         if "failed" in report[name]:
             continue
@@ -172,8 +175,12 @@ def time_pipelines(script: dict, built: dict, report: dict) -> dict:
             "order": "interleaved: one epoch of each pipeline in turn, after one untimed epoch of each"}
 
 
-def _one_epoch(dataset, expected_shape) -> dict:
-    """Iterate ``dataset`` once: images, their shapes, dtypes and value range."""
+def _one_epoch(dataset, expected_shape, freeing: list) -> dict:
+    """Iterate ``dataset`` once: images, their shapes, dtypes and value range.
+
+    The finished iterator is freed in a background thread, appended to ``freeing``:
+    freeing it can wait for TensorFlow's tuning thread, which is no part of an epoch.
+    """
     import tensorflow as tf
 
     from common.timeline import free_in_background
@@ -187,7 +194,7 @@ def _one_epoch(dataset, expected_shape) -> dict:
         dtypes.add(images.dtype.name)
         low = min(low, float(tf.reduce_min(images)))
         high = max(high, float(tf.reduce_max(images)))
-    free_in_background(iterators)
+    freeing.append(free_in_background(iterators))
     return {"images": count, "shapes": sorted(list(shape) for shape in shapes), "dtypes": sorted(dtypes),
             "minimum": low if count else None, "maximum": high if count else None,
             "right_shape": shapes == {tuple(expected_shape)}}
